@@ -1,0 +1,158 @@
+"""AICL network: class-aware and class-agnostic branches plus consistency-guided segment mining.
+
+Shapes: B batch, T snippets, C classes, D embedding width (512 THUMOS14 / ANet1.2, 1024 ANet1.3).
+Input features x [B, T, 2048] are concat(rgb, flow) along channels (rgb first).
+
+The parameter names (``actionness_module.base_module.0.weight`` ...) are those of the authors'
+release, so its checkpoint ``CAS_Only.pkl`` (a plain state_dict) loads into this module unchanged.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+FEATURE_DIM = 1024  # per stream (I3D rgb, I3D flow)
+
+
+class _Branches(nn.Module):
+    """The convolutional layers; named as in the release (``actionness_module``)."""
+
+    def __init__(self, num_classes, embed_dim):
+        super().__init__()
+        # class-aware branch: E = ReLU(conv3(x)), CAS = conv1(E)
+        self.base_module = nn.Sequential(nn.Conv1d(2 * FEATURE_DIM, embed_dim, 3, padding=1), nn.ReLU())
+        self.cls = nn.Sequential(nn.Conv1d(embed_dim, num_classes, 1))
+        # class-agnostic branch: one embedding and one actionness head per modality
+        self.action_module_rgb = nn.Sequential(nn.Conv1d(FEATURE_DIM, embed_dim, 3, padding=1), nn.ReLU())
+        self.cls_rgb = nn.Conv1d(embed_dim, 1, 1)
+        self.action_module_flow = nn.Sequential(nn.Conv1d(FEATURE_DIM, embed_dim, 3, padding=1), nn.ReLU())
+        self.cls_flow = nn.Conv1d(embed_dim, 1, 1)
+
+
+class AICL(nn.Module):
+    """Both branches of AICL in one module.
+
+    gamma:      weight of Softmax(CAS) in A_score = gamma Softmax(CAS) + (1 - gamma) A_ca (release 1/3).
+    topk_ratio: the MIL pooling takes k = T // topk_ratio snippets per class (THUMOS14 8, ActivityNet 2).
+    mine_ratio: the contrastive sets take K = T // mine_ratio snippets each (release 20).
+    """
+
+    def __init__(self, num_classes, embed_dim=512, gamma=1 / 3, topk_ratio=8, mine_ratio=20):
+        super().__init__()
+        self.num_classes = num_classes
+        self.gamma = gamma
+        self.topk_ratio = topk_ratio
+        self.mine_ratio = mine_ratio
+        self.actionness_module = _Branches(num_classes, embed_dim)
+
+    def forward(self, x):
+        """x [B, T, 2048] -> dict of every quantity the losses and the post-processing use."""
+        m = self.actionness_module
+        x = x.transpose(1, 2)                                    # [B, 2048, T]
+        rgb, flow = x[:, :FEATURE_DIM], x[:, FEATURE_DIM:]       # [B, 1024, T] each
+        E = m.base_module(x)                                     # [B, D, T]
+        cas = m.cls(E)                                           # [B, C, T]
+        E_R = m.action_module_rgb(rgb)                           # [B, D, T]
+        E_F = m.action_module_flow(flow)
+        A_R = torch.sigmoid(m.cls_rgb(E_R)).squeeze(1)           # [B, T]
+        A_F = torch.sigmoid(m.cls_flow(E_F)).squeeze(1)
+        T = x.shape[2]
+        return derive_outputs(cas.transpose(1, 2), A_R, A_F,
+                              E.transpose(1, 2), E_R.transpose(1, 2), E_F.transpose(1, 2),
+                              gamma=self.gamma, k_mil=max(1, T // self.topk_ratio),
+                              k_mine=max(1, T // self.mine_ratio))
+
+
+def derive_outputs(cas, A_R, A_F, E, E_R, E_F, gamma, k_mil, k_mine):
+    """Everything computed from the heads: actionness, A_score, top-k pooling and mining.
+
+    cas [B, T, C]; A_R, A_F [B, T]; E, E_R, E_F [B, T, D]. Separate from ``forward`` so that the
+    losses can be checked on given head outputs (the golden values of the release).
+    """
+    A = torch.sigmoid(cas.sum(dim=2))                            # [B, T]  class-aware actionness
+    A_ca = (A_R + A_F) / 2                                       # [B, T]  class-agnostic actionness
+    A_score = actionness_score(cas, A_ca, gamma)                 # [B, T, C]
+    p, topk_idx = topk_pool(cas, A_score, k_mil)                 # [B, C], [B, k, C]
+    out = dict(cas=cas, A=A, A_R=A_R, A_F=A_F, A_ca=A_ca, A_score=A_score, p=p, topk_idx=topk_idx,
+               E=E, E_R=E_R, E_F=E_F)
+    out.update(mine_segments(A, A_ca, k_mine))
+    return out
+
+
+def actionness_score(cas, A_ca, gamma):
+    """Eq. 4 as the release computes it: gamma Softmax_c(CAS) + (1 - gamma) A_ca, [B, T, C].
+
+    With gamma = 1/3 this is the release's (Softmax(CAS) + A_R + A_F) / 3 (the paper's Eq. 4 lacks the /2).
+    """
+    return gamma * F.softmax(cas, dim=2) + (1 - gamma) * A_ca.unsqueeze(2)
+
+
+def topk_indices(score, k):
+    """Indices of the k largest entries along dim 1 (time), ties going to the LATER snippet.
+
+    Sigmoids saturate to exactly 1.0 in float32, so ties are common; torch.topk leaves their order
+    to the backend. The release's GPU runs pick the later snippets (seen in its golden values), and
+    a stable sort of the time-reversed scores makes that rule hold on every device.
+    """
+    T = score.shape[1]
+    order = torch.sort(score.flip(1), dim=1, descending=True, stable=True).indices[:, :k]
+    return T - 1 - order
+
+
+def topk_pool(cas, A_score, k):
+    """Top-k MIL pooling (Eq. 3): for each class, mean CAS over the k snippets with the highest A_score.
+
+    The indices are picked without gradient. Returns video logits p [B, C] and indices [B, k, C].
+    """
+    with torch.no_grad():
+        idx = topk_indices(A_score, k)                           # [B, k, C]
+    p = torch.gather(cas, 1, idx).mean(dim=1)                    # [B, C]
+    return p, idx
+
+
+def mine_segments(A, A_ca, k):
+    """Actionness-inconsistency segment mining (Sec. 3.3), per video, without gradient.
+
+    A^bin = A > median_t A, A_ca^bin = A_ca > median_t A_ca, x = A^bin + A_ca^bin.
+    CA: top-k of A on x == 2; CB: top-k of (max_t A - A) on x == 0;
+    IA: top-k of A on x == 1; IB: top-k of (max_t A - A) on x == 1. Each [B, k] snippet indices.
+    Snippets outside a mask score 0, so a mask with fewer than k members is filled by them (release).
+    """
+    with torch.no_grad():
+        A_bin = (A > A.median(dim=1, keepdim=True).values).float()          # [B, T]
+        A_ca_bin = (A_ca > A_ca.median(dim=1, keepdim=True).values).float()
+        x = A_bin + A_ca_bin
+        consistent_action, consistent_background, inconsistent = (x == 2).float(), (x == 0).float(), (x == 1).float()
+        A_rev = A.max(dim=1, keepdim=True).values - A                       # [B, T]
+        sets = dict(
+            CA=topk_indices(A * consistent_action, k),
+            CB=topk_indices(A_rev * consistent_background, k),
+            IA=topk_indices(A * inconsistent, k),
+            IB=topk_indices(A_rev * inconsistent, k),
+        )
+    return dict(A_bin=A_bin, A_ca_bin=A_ca_bin, **sets)
+
+
+def load_weights(model, state, source="checkpoint"):
+    """Load a plain state_dict (the release's CAS_Only.pkl) or one of our checkpoints into ``model``.
+
+    Raises ValueError naming ``source`` and the offending parameters when names or shapes do not fit.
+    """
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ValueError(f"{source}: not a state_dict or an AICL checkpoint")
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [f"{k}: {tuple(state[k].shape)} in file, {tuple(own[k].shape)} in model"
+             for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        lines = [f"{source} does not fit this model (num_classes={model.num_classes})"]
+        if missing:
+            lines.append("missing parameters: " + ", ".join(missing))
+        if unexpected:
+            lines.append("unexpected parameters: " + ", ".join(unexpected))
+        if wrong:
+            lines.append("shape mismatch: " + "; ".join(wrong))
+        raise ValueError("\n  ".join(lines))
+    model.load_state_dict(state)
