@@ -1,0 +1,231 @@
+"""I3D feature datasets in the CoLA/AICL layout (see README, "Data layout").
+
+DATA/gt.json, DATA/split_{train,test}.txt, DATA/features/{train,test}/{rgb,flow}/VID.npy ([T_v, 1024] each).
+Features are read once and kept in memory; an item is (features [T, 2048], label [C], vid, T_v).
+"""
+import json
+import os
+import warnings
+
+import numpy as np
+import torch
+
+THUMOS14_CLASSES = [
+    "BaseballPitch", "BasketballDunk", "Billiards", "CleanAndJerk", "CliffDiving", "CricketBowling",
+    "CricketShot", "Diving", "FrisbeeCatch", "GolfSwing", "HammerThrow", "HighJump", "JavelinThrow",
+    "LongJump", "PoleVault", "Shotput", "SoccerPenalty", "TennisSwing", "ThrowDiscus", "VolleyballSpiking",
+]
+FEATURE_FPS = 25
+SNIPPET_FRAMES = 16
+STREAM_DIM = 1024
+
+
+def uniform_indices(T_v, T):
+    """Test-time sampling: identity if T_v == T, else idx_i = floor(i T_v / T), i = 0..T-1."""
+    if T_v == T:
+        return np.arange(T)
+    return np.floor(np.arange(T) * T_v / T).astype(np.int64)
+
+
+def random_indices(T_v, T, rng):
+    """Training sampling (release): one index drawn uniformly from each of T consecutive stretches.
+
+    s_i = i T_v / T; idx_i is drawn from floor(s_i) .. floor(s_{i+1}) inclusive when those differ
+    (else floor(s_i)); the last from floor(s_{T-1}) .. T_v - 1. Neighbouring draws may coincide.
+    """
+    if T_v == T:
+        return np.arange(T)
+    lo = np.floor(np.arange(T) * T_v / T).astype(np.int64)       # floor(s_i)
+    hi = np.append(lo[1:], T_v - 1)                               # inclusive upper bounds, >= lo
+    return rng.integers(lo, hi + 1)                               # lo itself where hi == lo
+
+
+def read_json(path):
+    """Parse a JSON file; a missing or malformed file raises an error naming it."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: file not found") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+
+def read_split(path):
+    """Video ids, one per line (blank lines ignored)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: split file not found")
+    with open(path) as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def load_features(root, vid):
+    """rgb and flow of one video concatenated along channels: [T_v, 2048] float32.
+
+    A flow stream one snippet shorter than rgb (or the reverse) is cut to the shorter with a warning;
+    a larger difference is an error naming the video.
+    """
+    streams = []
+    for stream in ("rgb", "flow"):
+        path = os.path.join(root, stream, f"{vid}.npy")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: feature file not found for video {vid}")
+        arr = np.load(path)
+        if arr.ndim != 2 or arr.shape[1] != STREAM_DIM:
+            raise ValueError(f"{path}: expected shape [T, {STREAM_DIM}], found {list(arr.shape)}")
+        if arr.shape[0] == 0:
+            raise ValueError(f"{path}: empty feature file (0 snippets)")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{path}: contains NaN or Inf")
+        streams.append(arr.astype(np.float32, copy=False))
+    rgb, flow = streams
+    if len(rgb) != len(flow):
+        if abs(len(rgb) - len(flow)) > 1:
+            raise ValueError(f"video {vid}: rgb has {len(rgb)} snippets but flow has {len(flow)} (in {root})")
+        warnings.warn(f"video {vid}: rgb {len(rgb)} vs flow {len(flow)} snippets, cut to the shorter")
+        n = min(len(rgb), len(flow))
+        rgb, flow = rgb[:n], flow[:n]
+    return np.concatenate([rgb, flow], axis=1)
+
+
+class FeatureDataset(torch.utils.data.Dataset):
+    """One split of an I3D feature dataset (train: 'random' sampling; test: 'uniform').
+
+    Items: features [num_segments, 2048] float32, multi-hot label [C], video id, original length T_v.
+    ``set_epoch`` makes the random sampling of an epoch depend only on (seed, epoch, item).
+    """
+
+    def __init__(self, data_path, split, num_segments, sampling, class_names=THUMOS14_CLASSES, seed=1):
+        if num_segments < 1:
+            raise ValueError(f"num_segments must be >= 1, got {num_segments}")
+        if sampling not in ("random", "uniform"):
+            raise ValueError(f"sampling must be 'random' or 'uniform', got {sampling!r}")
+        self.data_path, self.split, self.num_segments, self.sampling = data_path, split, num_segments, sampling
+        self.class_names = list(class_names)
+        self.seed, self.epoch = seed, 0
+        gt_path = os.path.join(data_path, "gt.json")
+        self.gt = read_json(gt_path)
+        database = self.gt.get("database") if isinstance(self.gt, dict) else None
+        if not isinstance(database, dict):
+            raise ValueError(f"{gt_path}: no 'database' object")
+        vids = read_split(os.path.join(data_path, f"split_{split}.txt"))
+        missing = [v for v in vids if v not in database]
+        if missing:
+            raise ValueError(f"{gt_path}: {len(missing)} video(s) of split_{split}.txt are not in it, e.g. {missing[:3]}")
+        self.annotations = {v: self._parse_annotations(gt_path, v, database[v]) for v in vids}
+        self.labels = {v: self._multi_hot(anns) for v, anns in self.annotations.items()}
+        if split == "train":
+            unlabelled = [v for v in vids if self.labels[v].sum() == 0]
+            if unlabelled:
+                warnings.warn(f"{len(unlabelled)} training video(s) without a label skipped "
+                              f"(their MIL target would be 0/0), e.g. {unlabelled[:3]}")
+                vids = [v for v in vids if v not in unlabelled]
+        self.vids = vids
+        feature_root = os.path.join(data_path, "features", split)
+        self.features = {v: load_features(feature_root, v) for v in vids}   # [T_v, 2048] each
+
+    def _parse_annotations(self, gt_path, vid, entry):
+        """[(class index, t0, t1)] of one video; labels outside the class list are skipped."""
+        anns = entry.get("annotations", []) if isinstance(entry, dict) else None
+        if not isinstance(anns, list):
+            raise ValueError(f"{gt_path}: video {vid} has no 'annotations' list")
+        out = []
+        for a in anns:
+            try:
+                label, (t0, t1) = a["label"], a["segment"]
+                t0, t1 = float(t0), float(t1)
+            except (KeyError, TypeError, ValueError):
+                raise ValueError(f"{gt_path}: video {vid}: malformed annotation {a!r}") from None
+            if label in self.class_names:
+                out.append((self.class_names.index(label), t0, t1))
+        return out
+
+    def _multi_hot(self, anns):
+        y = np.zeros(len(self.class_names), dtype=np.float32)
+        y[[c for c, _, _ in anns]] = 1.0
+        return y
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.vids)
+
+    def __getitem__(self, i):
+        vid = self.vids[i]
+        feat = self.features[vid]
+        T_v = len(feat)
+        if self.sampling == "uniform":
+            idx = uniform_indices(T_v, self.num_segments)
+        else:
+            idx = random_indices(T_v, self.num_segments, np.random.default_rng([self.seed, self.epoch, i]))
+        return torch.from_numpy(feat[idx]), torch.from_numpy(self.labels[vid]), vid, T_v
+
+    def frame_labels(self, vid):
+        """Snippet-level ground truth [T_v, C]: snippet i is labelled c when its centre,
+        (16 i + 8) / 25 s, lies inside an instance of c."""
+        T_v = len(self.features[vid])
+        centre = (np.arange(T_v) * SNIPPET_FRAMES + SNIPPET_FRAMES / 2) / FEATURE_FPS   # [T_v] seconds
+        out = np.zeros((T_v, len(self.class_names)), dtype=np.float32)
+        for c, t0, t1 in self.annotations[vid]:
+            out[(centre >= t0) & (centre <= t1), c] = 1.0
+        return out
+
+
+def make_synthetic_dataset(root, num_train=60, num_test=30, num_classes=6, length=(80, 200), noise=1.0,
+                           signal=0.1, seed=0):
+    """Write a small dataset in the real layout whose actions are learnable from video labels alone.
+
+    Each class has its own direction in rgb and in flow feature space; an action snippet adds it
+    (times ``signal``) to Gaussian noise, a background snippet adds a shared background direction.
+    Videos hold 1-4 instances (5-30 snippets) of one class, a quarter of them of a second class too.
+    Train videos are in subset "validation" and test videos in "test", as in THUMOS14. Returns root.
+    """
+    rng = np.random.default_rng(seed)
+    classes = THUMOS14_CLASSES[:num_classes]
+
+    def directions(n):                                             # [n, 1024], each of norm sqrt(1024)
+        v = rng.standard_normal((n, STREAM_DIM))
+        return v / np.linalg.norm(v, axis=1, keepdims=True) * np.sqrt(STREAM_DIM)
+
+    proto = {s: directions(num_classes) for s in ("rgb", "flow")}  # class directions, [C, 1024]
+    background = {s: directions(1)[0] for s in ("rgb", "flow")}
+    database = {}
+    for split, subset, n in (("train", "validation", num_train), ("test", "test", num_test)):
+        vids = [f"video_{subset}_{i:04d}" for i in range(n)]
+        for vid in vids:
+            T_v = int(rng.integers(length[0], length[1] + 1))
+            video_classes = rng.choice(num_classes, size=2 if rng.random() < 0.25 else 1, replace=False)
+            owner = np.full(T_v, -1)                                   # class of each snippet, -1 background
+            annotations = []
+            for _ in range(int(rng.integers(1, 5))):
+                c, dur = int(rng.choice(video_classes)), int(rng.integers(5, 31))
+                start = int(rng.integers(0, max(1, T_v - dur)))
+                stop = min(T_v, start + dur)
+                if (owner[start:stop] >= 0).any():
+                    continue
+                owner[start:stop] = c
+                annotations.append({"label": classes[c], "segment": [round(start * SNIPPET_FRAMES / FEATURE_FPS, 2),
+                                                                     round(stop * SNIPPET_FRAMES / FEATURE_FPS, 2)]})
+            database[vid] = {"subset": subset, "duration": T_v * SNIPPET_FRAMES / FEATURE_FPS,
+                             "annotations": annotations}
+            for s in ("rgb", "flow"):
+                content = np.where((owner >= 0)[:, None], proto[s][np.maximum(owner, 0)], background[s])   # [T_v, 1024]
+                feat = noise * rng.standard_normal((T_v, STREAM_DIM)) + signal * content
+                os.makedirs(os.path.join(root, "features", split, s), exist_ok=True)
+                np.save(os.path.join(root, "features", split, s, f"{vid}.npy"), feat.astype(np.float32))
+        with open(os.path.join(root, f"split_{split}.txt"), "w") as f:
+            f.write("\n".join(vids) + "\n")
+    with open(os.path.join(root, "gt.json"), "w") as f:
+        json.dump({"database": database}, f)
+    return root
+
+
+if __name__ == "__main__":
+    import argparse
+    parser = argparse.ArgumentParser(description="Generate the synthetic demo dataset (real THUMOS14 layout).")
+    parser.add_argument("--out", default="data/demo")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    make_synthetic_dataset(args.out, seed=args.seed)
+    print(f"synthetic demo dataset written to {args.out}")

@@ -1,0 +1,250 @@
+"""AICL training and inference driver (THUMOS14 recipe of the authors' release).
+
+    python main.py --data_path data/THUMOS14 --exp_name aicl --soft_nms            # train
+    python main.py --data_path data/THUMOS14 --inference_only --model_file CKPT    # evaluate
+
+Every number of the recipe is an argparse default below; flag names follow the release.
+"""
+import argparse
+import math
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from dataset import FEATURE_FPS, SNIPPET_FRAMES, THUMOS14_CLASSES, FeatureDataset
+from eval import evaluate_detection
+from losses import RELEASE_WEIGHTS, total_loss
+from model import AICL, load_weights
+from utils.io import save_json, save_torch
+from utils.proposals import localize, select_classes
+
+THUMOS_TIOU = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # data
+    p.add_argument("--data_path", default="data/THUMOS14", help="dataset root (gt.json, split_*.txt, features/)")
+    p.add_argument("--modal", default="all", choices=["all"], help="AICL always uses both streams")
+    p.add_argument("--num_segments", type=int, default=750, help="snippets per video after sampling (T)")
+    p.add_argument("--num_workers", type=int, default=0, help="DataLoader workers (features are cached in memory)")
+    p.add_argument("--test_subset", default="test", help="gt.json subset scored by the evaluator")
+    # model
+    p.add_argument("--embed_dim", type=int, default=512)
+    p.add_argument("--cas_weight", type=float, default=1 / 3,
+                   help="gamma of Eq. 4: A_score = g Softmax(CAS) + (1 - g) A_ca (release 1/3)")
+    p.add_argument("--topk_ratio", type=int, default=8, help="MIL top-k: k = T // topk_ratio")
+    p.add_argument("--mine_ratio", type=int, default=20, help="contrastive sets: K = T // mine_ratio")
+    # optimisation
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--weight_decay", type=float, default=5e-4)
+    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--num_epochs", type=int, default=900)
+    p.add_argument("--max_steps", type=int, default=0, help="stop after this many steps (0: no limit)")
+    p.add_argument("--q_val", type=float, default=0.7, help="q of the generalized cross-entropy L_ca")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--detection_inf_step", type=int, default=50, help="evaluate every this many steps")
+    p.add_argument("--resume", default=None, help="checkpoint to continue training from (e.g. ckpt/aicl/last.pt)")
+    # inference and post-processing
+    p.add_argument("--inference_only", action="store_true")
+    p.add_argument("--model_file", default=None, help="checkpoint to evaluate (ours or the release's CAS_Only.pkl)")
+    p.add_argument("--class_th", type=float, default=0.25, help="keep classes with video score >= this")
+    p.add_argument("--gamma", type=float, default=0.2,
+                   help="weight of the class score in the proposal score (release: also the OIC inflation)")
+    p.add_argument("--inflation", type=float, default=None, help="outer-region inflation (default: --gamma)")
+    p.add_argument("--scale", type=int, default=24, help="upsampling factor of the curves")
+    p.add_argument("--soft_nms", action="store_true", help="soft-NMS (the release scripts pass it) instead of NMS")
+    p.add_argument("--nms_thresh", type=float, default=0.4)
+    p.add_argument("--nms_alpha", type=float, default=0.35)
+    p.add_argument("--feature_fps", type=int, default=FEATURE_FPS)
+    p.add_argument("--tiou", type=float, nargs="+", default=THUMOS_TIOU)
+    # output
+    p.add_argument("--exp_name", default="aicl")
+    p.add_argument("--output_dir", default="ckpt", help="checkpoints, logs and results go to OUTPUT_DIR/EXP_NAME/")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    args = p.parse_args(argv)
+    if args.num_segments < 1:
+        p.error(f"--num_segments must be >= 1, got {args.num_segments}")
+    if args.inflation is None:
+        args.inflation = args.gamma
+    return args
+
+
+def resolve_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_model(args, num_classes):
+    return AICL(num_classes, embed_dim=args.embed_dim, gamma=args.cas_weight,
+                topk_ratio=args.topk_ratio, mine_ratio=args.mine_ratio)
+
+
+@torch.no_grad()
+def predict(model, dataset, args, device):
+    """Detections for every video of ``dataset`` (ActivityNet result form) and classification accuracy."""
+    model.eval()
+    results, correct = {}, 0
+    for feats, label, vid, T_v in DataLoader(dataset, batch_size=1, num_workers=args.num_workers):
+        out = model(feats.to(device))
+        probs = torch.softmax(out["p"][0], dim=0).cpu().numpy()             # [C] video scores
+        kept = select_classes(probs, args.class_th)
+        correct += set(kept.tolist()) == set(np.flatnonzero(label[0].numpy()).tolist())
+        detections = localize(out["A_score"][0].cpu().numpy(), probs, kept, int(T_v[0]),
+                              soft=args.soft_nms, nms_thresh=args.nms_thresh, alpha=args.nms_alpha,
+                              scale=args.scale, inflation=args.inflation, class_weight=args.gamma,
+                              fps=args.feature_fps, frames_per_snippet=SNIPPET_FRAMES)   # [N, 4]
+        results[vid[0]] = [{"label": dataset.class_names[int(c)], "score": float(s), "segment": [float(t0), float(t1)]}
+                           for c, s, t0, t1 in detections]
+    return {"version": "AICL", "results": results, "external_data": {}}, correct / max(1, len(dataset))
+
+
+def evaluate(model, dataset, args, device):
+    """Predict, then score with the ActivityNet protocol. Returns (metrics, predictions)."""
+    predictions, cls_acc = predict(model, dataset, args, device)
+    det = evaluate_detection(dataset.gt, predictions, subset=args.test_subset, tiou_thresholds=args.tiou)
+    metrics = {"tiou": list(args.tiou), "mAP": [float(m) for m in det["mAP"]],
+               "average_mAP": float(det["average_mAP"]), "cls_acc": cls_acc,
+               "ap_per_class": {c: [float(a) for a in ap] for c, ap in det["ap_per_class"].items()}}
+    return metrics, predictions
+
+
+def format_table(metrics):
+    """The per-tIoU mAP (%) row of the paper's Table 1, with its averages."""
+    tiou, m = metrics["tiou"], np.array(metrics["mAP"]) * 100
+    head, row = ["tIoU"] + [f"{t:g}" for t in tiou], ["mAP(%)"] + [f"{v:.1f}" for v in m]
+    if tiou == THUMOS_TIOU:
+        head += ["AVG(0.1:0.5)", "AVG(0.1:0.7)"]
+        row += [f"{m[:5].mean():.1f}", f"{m.mean():.1f}"]
+    else:
+        head.append("AVG")
+        row.append(f"{m.mean():.1f}")
+    width = [max(len(h), len(r)) for h, r in zip(head, row)]
+    return "\n".join("  ".join(s.rjust(w) for s, w in zip(line, width)) for line in (head, row)) + \
+        f"\nclassification accuracy {metrics['cls_acc'] * 100:.1f}%"
+
+
+def write_results(out_dir, metrics, predictions):
+    save_json(predictions, os.path.join(out_dir, "predictions.json"))
+    save_json(metrics, os.path.join(out_dir, "metrics.json"))
+
+
+def load_checkpoint(path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({e})") from None
+
+
+def run_inference(args, device):
+    out_dir = os.path.join(args.output_dir, args.exp_name)
+    model_file = args.model_file or os.path.join(out_dir, "best.pt")
+    test_set = FeatureDataset(args.data_path, "test", args.num_segments, "uniform", THUMOS14_CLASSES, args.seed)
+    model = build_model(args, len(THUMOS14_CLASSES)).to(device)
+    load_weights(model, load_checkpoint(model_file), source=model_file)
+    metrics, predictions = evaluate(model, test_set, args, device)
+    write_results(out_dir, metrics, predictions)
+    print(f"model {model_file} on {args.data_path} ({len(test_set)} test videos)")
+    print(format_table(metrics))
+    print(f"predictions and metrics written to {out_dir}/")
+    return metrics
+
+
+def epoch_batches(n, batch_size, seed, epoch):
+    """The release shuffles every epoch; here the order depends only on (seed, epoch), so a run
+    resumed mid-epoch sees the same batches."""
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    return [order[i:i + batch_size].tolist() for i in range(0, n, batch_size)]
+
+
+def train(args, device):
+    from torch.utils.tensorboard import SummaryWriter
+
+    out_dir = os.path.join(args.output_dir, args.exp_name)
+    train_set = FeatureDataset(args.data_path, "train", args.num_segments, "random", THUMOS14_CLASSES, args.seed)
+    test_set = FeatureDataset(args.data_path, "test", args.num_segments, "uniform", THUMOS14_CLASSES, args.seed)
+    model = build_model(args, len(THUMOS14_CLASSES)).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999), weight_decay=args.weight_decay)
+    steps_per_epoch = math.ceil(len(train_set) / args.batch_size)
+    total_steps = steps_per_epoch * args.num_epochs
+    if args.max_steps:
+        total_steps = min(total_steps, args.max_steps)
+    step, best_mAP = 0, -1.0
+    if args.resume:
+        state = load_checkpoint(args.resume)
+        load_weights(model, state, source=args.resume)
+        optimizer.load_state_dict(state["optimizer"])
+        step, best_mAP = state["step"], state["best_mAP"]
+        torch.set_rng_state(state["torch_rng"])
+    writer = SummaryWriter(os.path.join(out_dir, "logs"))
+
+    def checkpoint(name):
+        save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                    "best_mAP": best_mAP, "class_names": THUMOS14_CLASSES, "args": vars(args),
+                    "torch_rng": torch.get_rng_state()}, os.path.join(out_dir, name))
+
+    print(f"training on {len(train_set)} videos ({steps_per_epoch} steps/epoch, {total_steps} steps) on {device}")
+    if step == 0:
+        metrics, _ = evaluate(model, test_set, args, device)
+        print(f"step 0 (untrained): mAP {metrics['average_mAP'] * 100:.2f}  cls_acc {metrics['cls_acc'] * 100:.1f}")
+    bar = tqdm(total=total_steps, initial=step, dynamic_ncols=True)
+    best_metrics = None
+    while step < total_steps:
+        epoch = step // steps_per_epoch
+        train_set.set_epoch(epoch)
+        batches = epoch_batches(len(train_set), args.batch_size, args.seed, epoch)[step % steps_per_epoch:]
+        for feats, labels, _, _ in DataLoader(train_set, batch_sampler=batches, num_workers=args.num_workers):
+            model.train()
+            out = model(feats.to(device))
+            loss, terms = total_loss(out, labels.to(device), q=args.q_val, weights=RELEASE_WEIGHTS)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            step += 1
+            terms = {k: v.item() for k, v in terms.items()}
+            for k, v in terms.items():
+                writer.add_scalar(f"loss/{k}", v, step)
+            bar.update(1)
+            bar.set_postfix({k: f"{terms[k]:.3f}" for k in ("total", "L_a", "L_ca", "L_mc", "L_ac", "L_c")})
+            if step % args.detection_inf_step == 0 or step == total_steps:
+                metrics, predictions = evaluate(model, test_set, args, device)
+                writer.add_scalar("test/average_mAP", metrics["average_mAP"], step)
+                writer.add_scalar("test/cls_acc", metrics["cls_acc"], step)
+                for t, m in zip(metrics["tiou"], metrics["mAP"]):
+                    writer.add_scalar(f"test/mAP@{t:g}", m, step)
+                if metrics["average_mAP"] > best_mAP:
+                    best_mAP = metrics["average_mAP"]
+                    best_metrics = dict(metrics, step=step)
+                    checkpoint("best.pt")
+                    write_results(out_dir, best_metrics, predictions)
+                checkpoint("last.pt")
+                bar.write(f"step {step}: mAP {metrics['average_mAP'] * 100:.2f}  best {best_mAP * 100:.2f}  "
+                          f"cls_acc {metrics['cls_acc'] * 100:.1f}")
+            if step == total_steps:
+                break
+    bar.close()
+    writer.close()
+    if best_metrics is not None:
+        print(f"best checkpoint (by test mAP, as the release selects): {out_dir}/best.pt, "
+              f"step {best_metrics['step']}")
+        print(format_table(best_metrics))
+    return best_metrics
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.manual_seed(args.seed)
+    device = resolve_device(args.device)
+    if args.inference_only:
+        return run_inference(args, device)
+    return train(args, device)
+
+
+if __name__ == "__main__":
+    main()
