@@ -1,0 +1,113 @@
+"""End to end: train + inference through main.py and the shell scripts on generated data."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import main
+from dataset import THUMOS14_CLASSES, FeatureDataset, make_synthetic_dataset
+from eval import evaluate_files
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--num_segments", "32", "--batch_size", "8", "--num_epochs", "40", "--detection_inf_step", "30",
+        "--soft_nms", "--seed", "1"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny 3-class dataset, and a run of 120 steps on it (about 15 s on 2 cores)."""
+    root = tmp_path_factory.mktemp("e2e")
+    data = make_synthetic_dataset(str(root / "data"), num_train=24, num_test=12, num_classes=3,
+                                  length=(40, 80), signal=0.15, seed=3)
+    out = str(root / "ckpt")
+    best = main.main(["--data_path", data, "--exp_name", "run", "--output_dir", out] + TINY)
+    return data, out, best
+
+
+def untrained_mAP(data, out):
+    """The same model and post-processing, before any training step."""
+    args = main.parse_args(["--data_path", data, "--output_dir", out] + TINY)
+    torch.manual_seed(args.seed)
+    model = main.build_model(args, len(THUMOS14_CLASSES))
+    test_set = FeatureDataset(data, "test", args.num_segments, "uniform")
+    metrics, _ = main.evaluate(model, test_set, args, torch.device("cpu"))
+    return metrics["average_mAP"]
+
+
+@pytest.mark.slow
+def test_training_learns(trained):
+    data, out, best = trained
+    before = untrained_mAP(data, out)
+    assert before < 0.05
+    assert best["average_mAP"] > before + 0.3
+    saved = json.load(open(os.path.join(out, "run", "metrics.json")))
+    assert saved["average_mAP"] == best["average_mAP"] and saved["step"] == best["step"]
+    assert len(best["mAP"]) == 7 and best["tiou"] == main.THUMOS_TIOU
+
+
+@pytest.mark.slow
+def test_training_writes_checkpoints_and_results_atomically(trained):
+    _, out, best = trained
+    files = sorted(os.listdir(os.path.join(out, "run")))
+    assert {"best.pt", "last.pt", "predictions.json", "metrics.json", "logs"} <= set(files)
+    assert not [f for f in files if f.endswith(".tmp")]
+    state = torch.load(os.path.join(out, "run", "best.pt"), weights_only=True)
+    assert state["step"] == best["step"] and state["class_names"] == THUMOS14_CLASSES
+    assert state["best_mAP"] == pytest.approx(best["average_mAP"])
+    assert torch.load(os.path.join(out, "run", "last.pt"), weights_only=True)["step"] == 120
+
+
+@pytest.mark.slow
+def test_inference_reproduces_the_best_evaluation_and_the_evaluator_agrees(trained, capsys):
+    data, out, best = trained
+    model_file = os.path.join(out, "run", "best.pt")
+    metrics = main.main(["--data_path", data, "--exp_name", "infer", "--output_dir", out, "--inference_only",
+                         "--model_file", model_file] + TINY)
+    assert metrics["mAP"] == pytest.approx(best["mAP"], abs=1e-12)
+    printed = capsys.readouterr().out
+    assert "AVG(0.1:0.5)" in printed and "AVG(0.1:0.7)" in printed
+    predictions = json.load(open(os.path.join(out, "infer", "predictions.json")))
+    first = next(d for dets in predictions["results"].values() for d in dets)
+    assert set(first) == {"label", "score", "segment"}
+    again = evaluate_files(os.path.join(data, "gt.json"), os.path.join(out, "infer", "predictions.json"), "test")
+    assert list(again["mAP"]) == pytest.approx(metrics["mAP"], abs=1e-12)
+    saved = json.load(open(os.path.join(out, "infer", "metrics.json")))
+    assert saved["mAP"] == metrics["mAP"] and 0 <= saved["cls_acc"] <= 1
+
+
+@pytest.mark.slow
+def test_release_checkpoint_format_evaluates_identically(trained, tmp_path):
+    data, out, best = trained
+    release_file = tmp_path / "CAS_Only.pkl"
+    torch.save(torch.load(os.path.join(out, "run", "best.pt"), weights_only=True)["model"], release_file)
+    metrics = main.main(["--data_path", data, "--exp_name", "release", "--output_dir", str(tmp_path),
+                         "--inference_only", "--model_file", str(release_file)] + TINY)
+    assert metrics["mAP"] == pytest.approx(best["mAP"], abs=1e-12)
+
+
+def test_mismatched_checkpoint_is_refused_with_its_name(trained, tmp_path):
+    data, out, _ = trained
+    bad = tmp_path / "other.pkl"
+    torch.save({"actionness_module.cls.0.weight": torch.zeros(100, 512, 1)}, bad)
+    with pytest.raises(ValueError, match="other.pkl"):
+        main.main(["--data_path", data, "--output_dir", str(tmp_path), "--inference_only",
+                   "--model_file", str(bad)] + TINY)
+
+
+@pytest.mark.slow
+def test_scripts_fall_back_to_the_demo_dataset(tmp_path):
+    env = dict(os.environ, DATA_PATH=str(tmp_path / "absent"), DEMO_PATH=str(tmp_path / "demo"),
+               MODEL_FILE=str(tmp_path / "ckpt" / "demo" / "best.pt"), PYTHON=sys.executable)
+    quick = ["--output_dir", str(tmp_path / "ckpt"), "--max_steps", "2", "--detection_inf_step", "2"]
+    train = subprocess.run(["bash", "scripts/train.sh"] + quick, cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert train.returncode == 0, train.stderr
+    assert "DEMO MODE" in train.stdout and os.path.isfile(tmp_path / "demo" / "gt.json")
+    infer = subprocess.run(["bash", "scripts/inference.sh", "--output_dir", str(tmp_path / "ckpt")], cwd=REPO,
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert infer.returncode == 0, infer.stderr
+    assert "DEMO MODE" in infer.stdout and "AVG(0.1:0.7)" in infer.stdout
+    assert os.path.isfile(tmp_path / "ckpt" / "demo" / "predictions.json")
