@@ -111,3 +111,18 @@ def test_scripts_fall_back_to_the_demo_dataset(tmp_path):
     assert infer.returncode == 0, infer.stderr
     assert "DEMO MODE" in infer.stdout and "AVG(0.1:0.7)" in infer.stdout
     assert os.path.isfile(tmp_path / "ckpt" / "demo" / "predictions.json")
+
+
+def test_resume_continues_exactly(trained, tmp_path):
+    data = trained[0]
+    common = ["--data_path", data, "--num_segments", "32", "--batch_size", "8", "--detection_inf_step", "3",
+              "--num_epochs", "4"]
+    main.main(common + ["--exp_name", "straight", "--output_dir", str(tmp_path), "--max_steps", "7"])
+    main.main(common + ["--exp_name", "split", "--output_dir", str(tmp_path), "--max_steps", "3"])
+    main.main(common + ["--exp_name", "split", "--output_dir", str(tmp_path), "--max_steps", "7",
+                        "--resume", str(tmp_path / "split" / "last.pt")])
+    straight = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "split" / "last.pt", weights_only=True)
+    assert straight["step"] == resumed["step"] == 7
+    for name, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][name]), name
