@@ -113,6 +113,10 @@ class FeatureDataset(torch.utils.data.Dataset):
         if missing:
             raise ValueError(f"{gt_path}: {len(missing)} video(s) of split_{split}.txt are not in it, e.g. {missing[:3]}")
         self.annotations = {v: self._parse_annotations(gt_path, v, database[v]) for v in vids}
+        other = sorted({a.get("label") for v in vids for a in database[v]["annotations"]} - set(self.class_names))
+        if other:
+            warnings.warn(f"{gt_path}: annotations labelled {other} are not among the {len(self.class_names)} "
+                          f"classes and are not used as labels")
         self.labels = {v: self._multi_hot(anns) for v, anns in self.annotations.items()}
         if split == "train":
             unlabelled = [v for v in vids if self.labels[v].sum() == 0]

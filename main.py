@@ -15,13 +15,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from dataset import FEATURE_FPS, SNIPPET_FRAMES, THUMOS14_CLASSES, FeatureDataset
-from eval import evaluate_detection, load_ground_truth
+from eval import THUMOS_TIOU, evaluate_detection, load_ground_truth
 from losses import RELEASE_WEIGHTS, total_loss
 from model import AICL, load_weights
 from utils.io import save_json, save_torch
 from utils.proposals import localize, select_classes
-
-THUMOS_TIOU = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
 
 
 def parse_args(argv=None):
@@ -60,7 +58,7 @@ def parse_args(argv=None):
     p.add_argument("--nms_thresh", type=float, default=0.4)
     p.add_argument("--nms_alpha", type=float, default=0.35)
     p.add_argument("--feature_fps", type=int, default=FEATURE_FPS)
-    p.add_argument("--tiou", type=float, nargs="+", default=THUMOS_TIOU)
+    p.add_argument("--tiou", type=float, nargs="+", default=list(THUMOS_TIOU))
     # output
     p.add_argument("--exp_name", default="aicl")
     p.add_argument("--output_dir", default="ckpt", help="checkpoints, logs and results go to OUTPUT_DIR/EXP_NAME/")
@@ -121,7 +119,7 @@ def format_table(metrics):
     """The per-tIoU mAP (%) row of the paper's Table 1, with its averages."""
     tiou, m = metrics["tiou"], np.array(metrics["mAP"]) * 100
     head, row = ["tIoU"] + [f"{t:g}" for t in tiou], ["mAP(%)"] + [f"{v:.1f}" for v in m]
-    if tiou == THUMOS_TIOU:
+    if tuple(tiou) == THUMOS_TIOU:
         head += ["AVG(0.1:0.5)", "AVG(0.1:0.7)"]
         row += [f"{m[:5].mean():.1f}", f"{m.mean():.1f}"]
     else:

@@ -155,6 +155,15 @@ def test_training_video_without_label_is_skipped(tmp_path):
     assert ds.vids == ["v_dive", "v_pitch"] and len(ds) == 2
 
 
+def test_labels_outside_the_class_list_are_reported_and_not_used(tmp_path):
+    videos = dict(VIDEOS, v_amb=("train", 6, [{"label": "Ambiguous", "segment": [0.0, 1.0]},
+                                             {"label": "HighJump", "segment": [2.0, 3.0]}]))
+    data = write_dataset(tmp_path, videos)
+    with pytest.warns(UserWarning, match="Ambiguous"):
+        ds = FeatureDataset(data, "train", 4, "random")
+    assert ds.labels["v_amb"].nonzero()[0].tolist() == [11]            # HighJump only
+
+
 # --- input errors ---------------------------------------------------------------------------------------
 
 def test_missing_gt_json(data):
