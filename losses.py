@@ -84,7 +84,9 @@ def contrastive_loss_space(E, sets):
     """L_con in one embedding space E [B, T, D] (Eq. 10-11) with the mined index sets CA/CB/IA/IB:
     NCE(IA; CA; CB) + NCE(IB; CB; CA) + NCE(CA; IA; CB) + NCE(CB; IB; CA).
     """
-    IA, IB, CA, CB = (_gather(E, sets[n]) for n in ("IA", "IB", "CA", "CB"))   # [B, k, D] each
+    names = ("IA", "IB", "CA", "CB")
+    picked = _gather(E, torch.cat([sets[n] for n in names], dim=1))            # one gather: [B, 4k, D]
+    IA, IB, CA, CB = picked.split([sets[n].shape[1] for n in names], dim=1)    # [B, k, D] each
     mIA, mIB, mCA, mCB = IA.mean(1), IB.mean(1), CA.mean(1), CB.mean(1)        # [B, D] each
     return nce(mIA, mCA, CB) + nce(mIB, mCB, CA) + nce(mCA, mIA, CB) + nce(mCB, mIB, CA)
 

@@ -158,6 +158,17 @@ def run_inference(args, device):
     return metrics
 
 
+def train_step(model, optimizer, feats, labels, args):
+    """One optimisation step on a batch (feats [B, T, 2048], labels [B, C]); returns the loss terms as floats."""
+    model.train()
+    out = model(feats)
+    loss, terms = total_loss(out, labels, q=args.q_val, weights=RELEASE_WEIGHTS)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return {k: v.item() for k, v in terms.items()}
+
+
 def epoch_batches(n, batch_size, seed, epoch):
     """The release shuffles every epoch; here the order depends only on (seed, epoch), so a run
     resumed mid-epoch sees the same batches."""
@@ -202,14 +213,8 @@ def train(args, device):
         train_set.set_epoch(epoch)
         batches = epoch_batches(len(train_set), args.batch_size, args.seed, epoch)[step % steps_per_epoch:]
         for feats, labels, _, _ in DataLoader(train_set, batch_sampler=batches, num_workers=args.num_workers):
-            model.train()
-            out = model(feats.to(device))
-            loss, terms = total_loss(out, labels.to(device), q=args.q_val, weights=RELEASE_WEIGHTS)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            terms = train_step(model, optimizer, feats.to(device), labels.to(device), args)
             step += 1
-            terms = {k: v.item() for k, v in terms.items()}
             for k, v in terms.items():
                 writer.add_scalar(f"loss/{k}", v, step)
             bar.update(1)

@@ -47,8 +47,10 @@ class AICL(nn.Module):
     def forward(self, x):
         """x [B, T, 2048] -> dict of every quantity the losses and the post-processing use."""
         m = self.actionness_module
-        x = x.transpose(1, 2)                                    # [B, 2048, T]
-        rgb, flow = x[:, :FEATURE_DIM], x[:, FEATURE_DIM:]       # [B, 1024, T] each
+        # channels-first copies made once here; a strided view would be copied again for the backward pass
+        rgb = x[:, :, :FEATURE_DIM].transpose(1, 2).contiguous()   # [B, 1024, T]
+        flow = x[:, :, FEATURE_DIM:].transpose(1, 2).contiguous()  # [B, 1024, T]
+        x = x.transpose(1, 2).contiguous()                         # [B, 2048, T]
         E = m.base_module(x)                                     # [B, D, T]
         cas = m.cls(E)                                           # [B, C, T]
         E_R = m.action_module_rgb(rgb)                           # [B, D, T]

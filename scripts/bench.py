@@ -1,0 +1,182 @@
+"""Benchmarks of the three loops that bound a THUMOS14 run (numbers, never asserted in tests).
+
+    python3 scripts/bench.py [--json] [--device auto] [--data data/bench]
+
+1. Training step (batch 16, T = 750, all five losses, backward, Adam) against its floor: the FLOPs of
+   the three embedding convolutions (forward and weight gradients) at the fp32 matmul rate measured here.
+2. Full test pass (213 THUMOS14-sized videos, T = 750, batch 1): forward passes + proposals + NMS + mAP,
+   against the forward passes alone.
+3. Evaluator: 100,000 predictions against 3,000 ground-truth instances, 20 classes, 7 tIoUs.
+The data for 1 and 2 is generated once into --data (synthetic features in the real layout).
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import main  # noqa: E402
+from dataset import THUMOS14_CLASSES, FeatureDataset, make_synthetic_dataset  # noqa: E402
+from eval import evaluate_detection  # noqa: E402
+from model import FEATURE_DIM  # noqa: E402
+
+THUMOS_TEST_VIDEOS = 213
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device, repeat):
+    """Seconds of each of ``repeat`` calls of fn (after one warm-up call)."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def matmul_rate(device, n=4096, repeat=5):
+    """Best fp32 matmul rate (FLOP/s) of an n x n product."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    return 2 * n ** 3 / min(timed(lambda: a @ b, device, repeat))
+
+
+def conv_flops(batch, T, embed_dim):
+    """Forward + weight-gradient FLOPs of the three k=3 embedding convolutions (2048->D, 1024->D twice)."""
+    macs = batch * T * embed_dim * 3 * (2 * FEATURE_DIM + FEATURE_DIM + FEATURE_DIM)
+    return 2 * 2 * macs
+
+
+def ensure_data(root):
+    if not os.path.isfile(os.path.join(root, "gt.json")):
+        print(f"generating THUMOS14-sized synthetic features in {root} (once)", file=sys.stderr)
+        make_synthetic_dataset(root, num_train=48, num_test=THUMOS_TEST_VIDEOS, num_classes=20,
+                               length=(100, 700), seed=0)
+    return root
+
+
+def bench_train(args, device, train_set, steps):
+    """Median seconds of one training step on real batches, and the seconds spent fetching them."""
+    model = main.build_model(args, len(THUMOS14_CLASSES)).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    batches = main.epoch_batches(len(train_set), args.batch_size, args.seed, 0)
+    loader = iter(DataLoader(train_set, batch_sampler=batches * steps, num_workers=args.num_workers))
+    step_times, fetch_times = [], []
+    for i in range(steps + 2):
+        start = time.perf_counter()
+        feats, labels, _, _ = next(loader)
+        fetched = time.perf_counter()
+        main.train_step(model, optimizer, feats.to(device), labels.to(device), args)
+        sync(device)
+        if i >= 2:                                   # two warm-up steps
+            fetch_times.append(fetched - start)
+            step_times.append(time.perf_counter() - fetched)
+    return model, statistics.median(step_times), statistics.median(fetch_times)
+
+
+def bench_test_pass(args, device, model, test_set):
+    """Seconds of the forward passes alone and of forward + post-processing + mAP, the metrics, and the
+    mean number of detections per video (the post-processing load)."""
+    model.eval()
+
+    def forward_only():
+        with torch.no_grad():
+            for feats, _, _, _ in DataLoader(test_set, batch_size=1, num_workers=args.num_workers):
+                model(feats.to(device))
+
+    forward_s = min(timed(forward_only, device, 2))
+    outcome = {}
+
+    def full():
+        outcome["metrics"], outcome["predictions"] = main.evaluate(model, test_set, args, device)
+
+    full_s = min(timed(full, device, 2))
+    detections = sum(map(len, outcome["predictions"]["results"].values())) / len(test_set)
+    return forward_s, full_s, outcome["metrics"], detections
+
+
+def synthetic_detections(n_pred=100_000, n_gt=3_000, n_classes=20, n_videos=200, seed=0):
+    """Ground truth and predictions of THUMOS-like statistics for the evaluator benchmark."""
+    rng = np.random.default_rng(seed)
+    classes = [f"class{c:02d}" for c in range(n_classes)]
+    gt_video, gt_class = rng.integers(n_videos, size=n_gt), rng.integers(n_classes, size=n_gt)
+    start = rng.uniform(0, 300, n_gt).round(1)
+    length = rng.uniform(1, 20, n_gt).round(1)
+    database = {f"v{v:03d}": {"subset": "test", "annotations": []} for v in range(n_videos)}
+    for v, c, s, d in zip(gt_video, gt_class, start, length):
+        database[f"v{v:03d}"]["annotations"].append({"label": classes[c], "segment": [float(s), float(s + d)]})
+    which = rng.integers(n_gt, size=n_pred)                      # each prediction jitters one instance
+    jitter = rng.normal(0, 2, (n_pred, 2))
+    seg = np.sort(np.stack([start[which], start[which] + length[which]], 1) + jitter, axis=1)
+    results = {vid: [] for vid in database}
+    for w, (s, e), score in zip(which, seg, rng.random(n_pred)):
+        results[f"v{gt_video[w]:03d}"].append({"label": classes[gt_class[w]], "score": float(score),
+                                               "segment": [float(s), float(e)]})
+    return {"database": database}, {"version": "bench", "results": results, "external_data": {}}
+
+
+def bench_eval(repeat=3):
+    gt, results = synthetic_detections()
+    return min(timed(lambda: evaluate_detection(gt, results, "test"), torch.device("cpu"), repeat))
+
+
+def main_bench(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="data/bench", help="where the synthetic THUMOS14-sized data lives")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--steps", type=int, default=10, help="timed training steps (after 2 warm-up steps)")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    opts = p.parse_args(argv)
+    device = main.resolve_device(opts.device)
+    args = main.parse_args(["--data_path", opts.data, "--soft_nms"])      # the release recipe
+    torch.manual_seed(args.seed)
+    ensure_data(opts.data)
+
+    start = time.perf_counter()
+    train_set = FeatureDataset(opts.data, "train", args.num_segments, "random", THUMOS14_CLASSES, args.seed)
+    test_set = FeatureDataset(opts.data, "test", args.num_segments, "uniform", THUMOS14_CLASSES, args.seed)
+    load_s = time.perf_counter() - start
+
+    rate = matmul_rate(device)
+    floor = conv_flops(args.batch_size, args.num_segments, args.embed_dim) / rate
+    model, step_s, fetch_s = bench_train(args, device, train_set, opts.steps)
+    forward_s, test_s, metrics, detections = bench_test_pass(args, device, model, test_set)
+    eval_s = bench_eval()
+
+    rows = [
+        ("train step (B16, T750)", step_s, floor, f"floor = {conv_flops(16, 750, args.embed_dim) / 1e9:.0f} GFLOP "
+                                                  f"at {rate / 1e9:.0f} GFLOP/s (matmul)"),
+        ("batch fetch (in-memory)", fetch_s, step_s, "vs the step"),
+        (f"test pass ({len(test_set)} videos)", test_s, forward_s,
+         f"vs forward passes alone; {detections:.0f} detections/video"),
+        ("evaluator (100k pred, 3k GT)", eval_s, 1.0, "vs the 1 s target"),
+        ("feature loading (once)", load_s, None, f"{len(train_set) + len(test_set)} videos"),
+    ]
+    print(f"device: {device} ({torch.get_num_threads()} threads), torch {torch.__version__}")
+    print(f"{'measurement':<30} {'time (s)':>9} {'reference (s)':>14} {'ratio':>6}  note")
+    for name, t, ref, note in rows:
+        ref_s, ratio = (f"{ref:14.3f}", f"{t / ref:6.2f}") if ref else (f"{'':14}", f"{'':6}")
+        print(f"{name:<30} {t:9.3f} {ref_s} {ratio}  {note}")
+    print(f"(the model has had {opts.steps + 2} training steps on synthetic data: its mAP, "
+          f"{metrics['average_mAP'] * 100:.1f}, means nothing; the detections give the post-processing load)")
+    if opts.json:
+        print(json.dumps({"device": str(device), "matmul_gflops": rate / 1e9, "train_step_s": step_s,
+                          "train_step_floor_s": floor, "batch_fetch_s": fetch_s, "test_pass_s": test_s,
+                          "forward_only_s": forward_s, "eval_s": eval_s, "feature_load_s": load_s}))
+
+
+if __name__ == "__main__":
+    main_bench()
