@@ -15,6 +15,7 @@ THUMOS14_CLASSES = [
     "CricketShot", "Diving", "FrisbeeCatch", "GolfSwing", "HammerThrow", "HighJump", "JavelinThrow",
     "LongJump", "PoleVault", "Shotput", "SoccerPenalty", "TennisSwing", "ThrowDiscus", "VolleyballSpiking",
 ]
+IGNORED_LABELS = {"Ambiguous"}   # THUMOS14 marks unclear stretches so; its official evaluation skips them
 FEATURE_FPS = 25
 SNIPPET_FRAMES = 16
 STREAM_DIM = 1024
@@ -112,11 +113,10 @@ class FeatureDataset(torch.utils.data.Dataset):
         missing = [v for v in vids if v not in database]
         if missing:
             raise ValueError(f"{gt_path}: {len(missing)} video(s) of split_{split}.txt are not in it, e.g. {missing[:3]}")
+        self.ignored = 0                                   # annotations with an IGNORED_LABELS label
         self.annotations = {v: self._parse_annotations(gt_path, v, database[v]) for v in vids}
-        other = sorted({a.get("label") for v in vids for a in database[v]["annotations"]} - set(self.class_names))
-        if other:
-            warnings.warn(f"{gt_path}: annotations labelled {other} are not among the {len(self.class_names)} "
-                          f"classes and are not used as labels")
+        if self.ignored:
+            warnings.warn(f"{gt_path}: {self.ignored} annotation(s) labelled {sorted(IGNORED_LABELS)} not used")
         self.labels = {v: self._multi_hot(anns) for v, anns in self.annotations.items()}
         if split == "train":
             unlabelled = [v for v in vids if self.labels[v].sum() == 0]
@@ -124,12 +124,15 @@ class FeatureDataset(torch.utils.data.Dataset):
                 warnings.warn(f"{len(unlabelled)} training video(s) without a label skipped "
                               f"(their MIL target would be 0/0), e.g. {unlabelled[:3]}")
                 vids = [v for v in vids if v not in unlabelled]
+            if not vids:
+                raise ValueError(f"{os.path.join(data_path, 'split_train.txt')}: no labelled training video")
         self.vids = vids
         feature_root = os.path.join(data_path, "features", split)
         self.features = {v: load_features(feature_root, v) for v in vids}   # [T_v, 2048] each
 
     def _parse_annotations(self, gt_path, vid, entry):
-        """[(class index, t0, t1)] of one video; labels outside the class list are skipped."""
+        """[(class index, t0, t1)] of one video. A label outside the class list is an error, except
+        THUMOS14's 'Ambiguous' marker (IGNORED_LABELS), which is skipped."""
         anns = entry.get("annotations", []) if isinstance(entry, dict) else None
         if not isinstance(anns, list):
             raise ValueError(f"{gt_path}: video {vid} has no 'annotations' list")
@@ -140,7 +143,14 @@ class FeatureDataset(torch.utils.data.Dataset):
                 t0, t1 = float(t0), float(t1)
             except (KeyError, TypeError, ValueError):
                 raise ValueError(f"{gt_path}: video {vid}: malformed annotation {a!r}") from None
-            if label in self.class_names:
+            if not (np.isfinite(t0) and np.isfinite(t1) and t0 <= t1):
+                raise ValueError(f"{gt_path}: video {vid}: segment {a['segment']!r} is not [start, end] with start <= end")
+            if not isinstance(label, str) or label not in self.class_names + sorted(IGNORED_LABELS):
+                raise ValueError(f"{gt_path}: video {vid}: unknown label {label!r} "
+                                 f"(not one of the {len(self.class_names)} classes)")
+            if label in IGNORED_LABELS:
+                self.ignored += 1
+            else:
                 out.append((self.class_names.index(label), t0, t1))
         return out
 

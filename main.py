@@ -8,6 +8,8 @@ Every number of the recipe is an argparse default below; flag names follow the r
 import argparse
 import math
 import os
+import signal
+import sys
 
 import numpy as np
 import torch
@@ -176,6 +178,23 @@ def epoch_batches(n, batch_size, seed, epoch):
     return [order[i:i + batch_size].tolist() for i in range(0, n, batch_size)]
 
 
+class StopRequest:
+    """Turns SIGINT/SIGTERM into a flag that the training loop checks between steps, so that an
+    interrupted run can write a resumable checkpoint instead of dying mid-step."""
+
+    def __enter__(self):
+        self.signum = None
+        self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
 def train(args, device):
     from torch.utils.tensorboard import SummaryWriter
 
@@ -188,60 +207,69 @@ def train(args, device):
     total_steps = steps_per_epoch * args.num_epochs
     if args.max_steps:
         total_steps = min(total_steps, args.max_steps)
-    step, best_mAP = 0, -1.0
+    step, best_mAP, best_metrics = 0, -1.0, None
     if args.resume:
         state = load_checkpoint(args.resume)
         load_weights(model, state, source=args.resume)
         optimizer.load_state_dict(state["optimizer"])
-        step, best_mAP = state["step"], state["best_mAP"]
+        step, best_mAP, best_metrics = state["step"], state["best_mAP"], state["best_metrics"]
         torch.set_rng_state(state["torch_rng"])
     writer = SummaryWriter(os.path.join(out_dir, "logs"))
 
     def checkpoint(name):
         save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                    "best_mAP": best_mAP, "class_names": THUMOS14_CLASSES, "args": vars(args),
-                    "torch_rng": torch.get_rng_state()}, os.path.join(out_dir, name))
+                    "best_mAP": best_mAP, "best_metrics": best_metrics, "class_names": THUMOS14_CLASSES,
+                    "args": vars(args), "torch_rng": torch.get_rng_state()}, os.path.join(out_dir, name))
 
     print(f"training on {len(train_set)} videos ({steps_per_epoch} steps/epoch, {total_steps} steps) on {device}")
     if step == 0:
         metrics, _ = evaluate(model, test_set, args, device)
         print(f"step 0 (untrained): mAP {metrics['average_mAP'] * 100:.2f}  cls_acc {metrics['cls_acc'] * 100:.1f}")
     bar = tqdm(total=total_steps, initial=step, dynamic_ncols=True)
-    best_metrics = None
-    while step < total_steps:
-        epoch = step // steps_per_epoch
-        train_set.set_epoch(epoch)
-        batches = epoch_batches(len(train_set), args.batch_size, args.seed, epoch)[step % steps_per_epoch:]
-        for feats, labels, _, _ in DataLoader(train_set, batch_sampler=batches, num_workers=args.num_workers):
-            terms = train_step(model, optimizer, feats.to(device), labels.to(device), args)
-            step += 1
-            for k, v in terms.items():
-                writer.add_scalar(f"loss/{k}", v, step)
-            bar.update(1)
-            bar.set_postfix({k: f"{terms[k]:.3f}" for k in ("total", "L_a", "L_ca", "L_mc", "L_ac", "L_c")})
-            if step % args.detection_inf_step == 0 or step == total_steps:
-                metrics, predictions = evaluate(model, test_set, args, device)
-                writer.add_scalar("test/average_mAP", metrics["average_mAP"], step)
-                writer.add_scalar("test/cls_acc", metrics["cls_acc"], step)
-                for t, m in zip(metrics["tiou"], metrics["mAP"]):
-                    writer.add_scalar(f"test/mAP@{t:g}", m, step)
-                if metrics["average_mAP"] > best_mAP:
-                    best_mAP = metrics["average_mAP"]
-                    best_metrics = dict(metrics, step=step)
-                    checkpoint("best.pt")
-                    write_results(out_dir, best_metrics, predictions)
-                checkpoint("last.pt")
-                bar.write(f"step {step}: mAP {metrics['average_mAP'] * 100:.2f}  best {best_mAP * 100:.2f}  "
-                          f"cls_acc {metrics['cls_acc'] * 100:.1f}")
-            if step == total_steps:
-                break
+    with StopRequest() as stop:
+        while step < total_steps and not stop.signum:
+            epoch = step // steps_per_epoch
+            train_set.set_epoch(epoch)
+            batches = epoch_batches(len(train_set), args.batch_size, args.seed, epoch)[step % steps_per_epoch:]
+            for feats, labels, _, _ in DataLoader(train_set, batch_sampler=batches, num_workers=args.num_workers):
+                terms = train_step(model, optimizer, feats.to(device), labels.to(device), args)
+                step += 1
+                for k, v in terms.items():
+                    writer.add_scalar(f"loss/{k}", v, step)
+                bar.update(1)
+                bar.set_postfix({k: f"{terms[k]:.3f}" for k in ("total", "L_a", "L_ca", "L_mc", "L_ac", "L_c")})
+                if step % args.detection_inf_step == 0 or step == total_steps:
+                    metrics, predictions = evaluate(model, test_set, args, device)
+                    log_metrics(writer, metrics, step)
+                    if metrics["average_mAP"] > best_mAP:
+                        best_mAP = metrics["average_mAP"]
+                        best_metrics = dict(metrics, step=step)
+                        checkpoint("best.pt")
+                        write_results(out_dir, best_metrics, predictions)
+                    checkpoint("last.pt")
+                    bar.write(f"step {step}: mAP {metrics['average_mAP'] * 100:.2f}  best {best_mAP * 100:.2f}  "
+                              f"cls_acc {metrics['cls_acc'] * 100:.1f}")
+                if step == total_steps or stop.signum:
+                    break
     bar.close()
     writer.close()
+    if stop.signum:
+        checkpoint("last.pt")
+        print(f"interrupted by {signal.Signals(stop.signum).name} after step {step}; resumable checkpoint "
+              f"written: continue with --resume {out_dir}/last.pt", file=sys.stderr)
+        raise SystemExit(128 + stop.signum)
     if best_metrics is not None:
         print(f"best checkpoint (by test mAP, as the release selects): {out_dir}/best.pt, "
               f"step {best_metrics['step']}")
         print(format_table(best_metrics))
     return best_metrics
+
+
+def log_metrics(writer, metrics, step):
+    writer.add_scalar("test/average_mAP", metrics["average_mAP"], step)
+    writer.add_scalar("test/cls_acc", metrics["cls_acc"], step)
+    for t, m in zip(metrics["tiou"], metrics["mAP"]):
+        writer.add_scalar(f"test/mAP@{t:g}", m, step)
 
 
 def main(argv=None):
@@ -254,4 +282,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (FileNotFoundError, ValueError) as err:     # bad input: the message names the file and the problem
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -26,12 +26,14 @@ THUMOS_TIOU = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 class GroundTruth:
     """Ground-truth instances of one subset, in gt.json order.
 
-    classes: sorted class names present in the subset; video_ids: every video of the subset (gt.json order);
+    classes: sorted class names present in the subset; other_classes: labels found only in other subsets;
+    video_ids: every video of the subset (gt.json order);
     video [n] int index into video_ids; label [n] int index into classes; segment [n, 2] (start, end) seconds.
     """
 
     subset: str
     classes: list[str]
+    other_classes: frozenset
     video_ids: list[str]
     video: np.ndarray
     label: np.ndarray
@@ -94,11 +96,15 @@ def load_ground_truth(gt: dict, subset: str) -> GroundTruth:
     database = gt.get("database") if isinstance(gt, dict) else None
     if not isinstance(database, dict):
         raise ValueError('ground truth: expected an object with a "database" object')
-    video_ids, rows = [], []  # rows: (video index, label, start, end)
+    video_ids, rows, elsewhere = [], [], set()  # rows: (video index, label, start, end)
     for vid, entry in database.items():
         if not isinstance(entry, dict) or "subset" not in entry:
             raise ValueError(f'ground truth video {vid!r}: expected an object with a "subset"')
         if entry["subset"] != subset:
+            annotations = entry.get("annotations")
+            if isinstance(annotations, list):
+                elsewhere.update(a["label"] for a in annotations
+                                 if isinstance(a, dict) and isinstance(a.get("label"), str))
             continue
         annotations = entry.get("annotations")
         if not isinstance(annotations, list):
@@ -117,6 +123,7 @@ def load_ground_truth(gt: dict, subset: str) -> GroundTruth:
     return GroundTruth(
         subset=subset,
         classes=classes,
+        other_classes=frozenset(elsewhere - set(classes)),
         video_ids=video_ids,
         video=np.array(video, dtype=np.int64),
         label=np.array([index[name] for name in labels], dtype=np.int64),
@@ -165,7 +172,12 @@ def _first_problem(flat: list, video_ids: list[str], owner: np.ndarray) -> Value
 
 
 def _load_detections(results: dict, gt: GroundTruth) -> _Detections:
-    """Index the predictions against the ground truth; warn about unknown labels (ignored) and videos (FP)."""
+    """Index the predictions against the ground truth.
+
+    A label that no video of gt.json carries is an error naming the video; a label of gt.json without
+    instances in the subset cannot change the mAP and is ignored (ActivityNet protocol); predictions for
+    videos outside the subset are false positives, with one warning.
+    """
     mapping = _prediction_lists(results)
     flat = [p for predictions in mapping.values() for p in predictions]
     owner = np.repeat(np.arange(len(mapping)), [len(predictions) for predictions in mapping.values()])  # [m]
@@ -178,13 +190,10 @@ def _load_detections(results: dict, gt: GroundTruth) -> _Detections:
     label = np.array([class_index.get(name, -1) for name in labels], dtype=np.int64)  # [m]
     video = np.array([video_index.get(vid, -1) for vid in mapping], dtype=np.int64)[owner]  # [m]
     known = label >= 0
-    if not known.all():
-        unknown = sorted({labels[i] for i in np.flatnonzero(~known)})
-        warnings.warn(
-            f"{np.count_nonzero(~known)} predictions with labels outside the {gt.subset!r} ground-truth classes "
-            f"are ignored: {unknown[:10]}{' ...' if len(unknown) > 10 else ''}",
-            stacklevel=3,
-        )
+    for i in np.flatnonzero(~known):
+        if labels[i] not in gt.other_classes:
+            raise ValueError(f"prediction for video {list(mapping)[owner[i]]!r}: label {labels[i]!r} is not a class "
+                             f"of the ground truth ({len(gt.classes)} classes in {gt.subset!r})")
     stray = known & (video < 0)
     if stray.any():
         n_videos = len(np.unique(owner[stray]))

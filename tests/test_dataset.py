@@ -155,13 +155,34 @@ def test_training_video_without_label_is_skipped(tmp_path):
     assert ds.vids == ["v_dive", "v_pitch"] and len(ds) == 2
 
 
-def test_labels_outside_the_class_list_are_reported_and_not_used(tmp_path):
+def test_ambiguous_annotations_are_skipped_with_a_warning(tmp_path):
     videos = dict(VIDEOS, v_amb=("train", 6, [{"label": "Ambiguous", "segment": [0.0, 1.0]},
                                              {"label": "HighJump", "segment": [2.0, 3.0]}]))
     data = write_dataset(tmp_path, videos)
     with pytest.warns(UserWarning, match="Ambiguous"):
         ds = FeatureDataset(data, "train", 4, "random")
     assert ds.labels["v_amb"].nonzero()[0].tolist() == [11]            # HighJump only
+
+
+@pytest.mark.parametrize("label", ["Swimming", ["HighJump"], 7])
+def test_unknown_label_is_an_error_naming_file_video_and_label(tmp_path, label):
+    videos = dict(VIDEOS, v_odd=("train", 6, [{"label": label, "segment": [0.0, 1.0]}]))
+    data = write_dataset(tmp_path, videos)
+    with pytest.raises(ValueError, match=r"gt\.json: video v_odd: unknown label"):
+        FeatureDataset(data, "train", 4, "random")
+
+
+def test_segment_ending_before_it_starts_is_an_error(tmp_path):
+    videos = dict(VIDEOS, v_back=("train", 6, [{"label": "HighJump", "segment": [3.0, 1.0]}]))
+    data = write_dataset(tmp_path, videos)
+    with pytest.raises(ValueError, match="v_back.*start <= end"):
+        FeatureDataset(data, "train", 4, "random")
+
+
+def test_no_labelled_training_video_is_an_error(tmp_path):
+    data = write_dataset(tmp_path, {"v_a": ("train", 6, []), "t": ("test", 4, [])})
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="split_train.txt: no labelled training video"):
+        FeatureDataset(data, "train", 4, "random")
 
 
 # --- input errors ---------------------------------------------------------------------------------------

@@ -162,12 +162,21 @@ def test_unknown_video_is_a_false_positive_with_one_warning():
     assert len(record) == 1
 
 
-def test_unknown_label_is_ignored_with_one_warning():
+def test_label_foreign_to_the_ground_truth_is_an_error_naming_the_video():
     gt = make_gt({"v1": [("A", 0, 10)]})
-    results = make_results({"v1": [("Z", 0.9, 0, 10), ("Y", 0.9, 0, 10), ("A", 0.5, 0, 10)]})
-    with pytest.warns(UserWarning, match=r"2 predictions with labels.*\['Y', 'Z'\]") as record:
+    results = make_results({"v1": [("A", 0.5, 0, 10)], "v2": [("Z", 0.9, 0, 10)]})
+    with pytest.raises(ValueError, match="'v2'.*label 'Z' is not a class"):
+        evaluate_detection(gt, results)
+
+
+def test_label_of_another_subset_only_is_ignored_silently():
+    # "B" is a class of gt.json but has no instance in "test": it cannot change the mAP.
+    gt = make_gt({"v1": [("A", 0, 10)]})
+    gt["database"]["w"] = {"subset": "validation", "annotations": [{"label": "B", "segment": [0, 1]}]}
+    results = make_results({"v1": [("B", 0.9, 0, 10), ("A", 0.5, 0, 10)]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         result = evaluate_detection(gt, results)
-    assert len(record) == 1
     assert list(result["ap_per_class"]) == ["A"]
     np.testing.assert_array_equal(result["mAP"], np.ones(7))
 
