@@ -187,3 +187,10 @@ def test_stop_request_turns_the_signal_into_a_flag_and_restores_the_handler(sign
         time.sleep(0.01)
         assert stop.signum == signum
     assert signal.getsignal(signum) == before
+
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_num_segments_below_one_is_refused_by_the_command_line(value, capsys):
+    with pytest.raises(SystemExit):
+        main.parse_args(["--num_segments", value])
+    assert "--num_segments must be >= 1" in capsys.readouterr().err
