@@ -15,6 +15,7 @@ THUMOS14_CLASSES = [
     "CricketShot", "Diving", "FrisbeeCatch", "GolfSwing", "HammerThrow", "HighJump", "JavelinThrow",
     "LongJump", "PoleVault", "Shotput", "SoccerPenalty", "TennisSwing", "ThrowDiscus", "VolleyballSpiking",
 ]
+CLASS_COUNTS = {"thumos14": 20, "anet12": 100, "anet13": 200}
 IGNORED_LABELS = {"Ambiguous"}   # THUMOS14 marks unclear stretches so; its official evaluation skips them
 FEATURE_FPS = 25
 SNIPPET_FRAMES = 16
@@ -58,6 +59,24 @@ def read_split(path):
         raise FileNotFoundError(f"{path}: split file not found")
     with open(path) as f:
         return [line.strip() for line in f if line.strip()]
+
+
+def load_class_names(data_path, dataset):
+    """The class list of a dataset: THUMOS14's fixed alphabetical 20, or for ActivityNet the sorted
+    labels of gt.json (every subset), which must number 100 (v1.2) or 200 (v1.3)."""
+    if dataset not in CLASS_COUNTS:
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(CLASS_COUNTS)}")
+    if dataset == "thumos14":
+        return list(THUMOS14_CLASSES)
+    gt_path = os.path.join(data_path, "gt.json")
+    database = read_json(gt_path).get("database")
+    if not isinstance(database, dict):
+        raise ValueError(f"{gt_path}: no 'database' object")
+    labels = sorted({a["label"] for entry in database.values() if isinstance(entry, dict)
+                     for a in entry.get("annotations") or [] if isinstance(a, dict) and isinstance(a.get("label"), str)})
+    if len(labels) != CLASS_COUNTS[dataset]:
+        raise ValueError(f"{gt_path}: {len(labels)} classes found, but {dataset} has {CLASS_COUNTS[dataset]}")
+    return labels
 
 
 def load_features(root, vid):
@@ -187,16 +206,20 @@ class FeatureDataset(torch.utils.data.Dataset):
 
 
 def make_synthetic_dataset(root, num_train=60, num_test=30, num_classes=6, length=(80, 200), noise=1.0,
-                           signal=0.1, seed=0):
+                           signal=0.1, seed=0, classes=THUMOS14_CLASSES, subsets=("validation", "test"),
+                           instance_length=(5, 30)):
     """Write a small dataset in the real layout whose actions are learnable from video labels alone.
 
     Each class has its own direction in rgb and in flow feature space; an action snippet adds it
     (times ``signal``) to Gaussian noise, a background snippet adds a shared background direction.
-    Videos hold 1-4 instances (5-30 snippets) of one class, a quarter of them of a second class too.
-    Train videos are in subset "validation" and test videos in "test", as in THUMOS14. Returns root.
+    Videos hold 1-4 non-overlapping instances (``instance_length`` snippets; THUMOS14-like short ones by
+    default, ActivityNet-like long ones when asked) of one class, a quarter of them of a second class too.
+    Videos use the first ``num_classes`` of ``classes``. Train and test videos are in the gt.json
+    subsets ``subsets`` (THUMOS14: "validation" and "test"; ActivityNet: "training" and "validation").
+    Returns root.
     """
     rng = np.random.default_rng(seed)
-    classes = THUMOS14_CLASSES[:num_classes]
+    classes = list(classes)[:num_classes]
 
     def directions(n):                                             # [n, 1024], each of norm sqrt(1024)
         v = rng.standard_normal((n, STREAM_DIM))
@@ -205,7 +228,7 @@ def make_synthetic_dataset(root, num_train=60, num_test=30, num_classes=6, lengt
     proto = {s: directions(num_classes) for s in ("rgb", "flow")}  # class directions, [C, 1024]
     background = {s: directions(1)[0] for s in ("rgb", "flow")}
     database = {}
-    for split, subset, n in (("train", "validation", num_train), ("test", "test", num_test)):
+    for split, subset, n in (("train", subsets[0], num_train), ("test", subsets[1], num_test)):
         vids = [f"video_{subset}_{i:04d}" for i in range(n)]
         for vid in vids:
             T_v = int(rng.integers(length[0], length[1] + 1))
@@ -213,7 +236,7 @@ def make_synthetic_dataset(root, num_train=60, num_test=30, num_classes=6, lengt
             owner = np.full(T_v, -1)                                   # class of each snippet, -1 background
             annotations = []
             for _ in range(int(rng.integers(1, 5))):
-                c, dur = int(rng.choice(video_classes)), int(rng.integers(5, 31))
+                c, dur = int(rng.choice(video_classes)), int(rng.integers(instance_length[0], instance_length[1] + 1))
                 start = int(rng.integers(0, max(1, T_v - dur)))
                 stop = min(T_v, start + dur)
                 if (owner[start:stop] >= 0).any():

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from dataset import FEATURE_FPS, SNIPPET_FRAMES, THUMOS14_CLASSES, FeatureDataset
+from dataset import CLASS_COUNTS, FEATURE_FPS, SNIPPET_FRAMES, FeatureDataset, load_class_names
 from eval import THUMOS_TIOU, evaluate_detection, load_ground_truth
 from losses import RELEASE_WEIGHTS, total_loss
 from model import AICL, load_weights
@@ -24,20 +24,39 @@ from utils.io import save_json, save_torch
 from utils.proposals import localize, select_classes
 
 
+# Settings that differ between datasets; a flag left unset takes its dataset's value. THUMOS14: the
+# authors' release. ActivityNet (paper and supplement; the release has no ActivityNet code): T = 50,
+# k = T // 2, gamma 1/2, embedding 1024 for v1.3, tIoU 0.5:0.05:0.95 (np.linspace as the official
+# evaluator), train on "training" and test on "validation". class_th 0.1 for ActivityNet is our choice
+# (the paper gives none); the other post-processing values are the THUMOS14 release's.
+ANET_TIOU = np.linspace(0.5, 0.95, 10).tolist()
+DATASET_DEFAULTS = {
+    "thumos14": dict(num_segments=750, embed_dim=512, topk_ratio=8, cas_weight=1 / 3, class_th=0.25,
+                     test_subset="test", tiou=list(THUMOS_TIOU)),
+    "anet12": dict(num_segments=50, embed_dim=512, topk_ratio=2, cas_weight=1 / 2, class_th=0.1,
+                   test_subset="validation", tiou=ANET_TIOU),
+    "anet13": dict(num_segments=50, embed_dim=1024, topk_ratio=2, cas_weight=1 / 2, class_th=0.1,
+                   test_subset="validation", tiou=ANET_TIOU),
+}
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # data
+    p.add_argument("--dataset", default="thumos14", choices=sorted(CLASS_COUNTS),
+                   help="selects the class list and the defaults marked (*) (see DATASET_DEFAULTS)")
     p.add_argument("--data_path", default="data/THUMOS14", help="dataset root (gt.json, split_*.txt, features/)")
     p.add_argument("--modal", default="all", choices=["all"], help="AICL always uses both streams")
-    p.add_argument("--num_segments", type=int, default=750, help="snippets per video after sampling (T)")
+    p.add_argument("--num_segments", type=int, help="(*) snippets per video after sampling (T): 750 / 50")
     p.add_argument("--num_workers", type=int, default=0, help="DataLoader workers (features are cached in memory)")
-    p.add_argument("--test_subset", default="test", help="gt.json subset scored by the evaluator")
+    p.add_argument("--test_subset", help="(*) gt.json subset scored by the evaluator: test / validation")
     # model
-    p.add_argument("--embed_dim", type=int, default=512)
-    p.add_argument("--cas_weight", type=float, default=1 / 3,
-                   help="gamma of Eq. 4: A_score = g Softmax(CAS) + (1 - g) A_ca (release 1/3)")
-    p.add_argument("--topk_ratio", type=int, default=8, help="MIL top-k: k = T // topk_ratio")
-    p.add_argument("--mine_ratio", type=int, default=20, help="contrastive sets: K = T // mine_ratio")
+    p.add_argument("--embed_dim", type=int, help="(*) embedding width: 512 (THUMOS14, ANet1.2) / 1024 (ANet1.3)")
+    p.add_argument("--cas_weight", type=float,
+                   help="(*) gamma of Eq. 4: A_score = g Softmax(CAS) + (1 - g) A_ca: 1/3 / 1/2")
+    p.add_argument("--topk_ratio", type=int, help="(*) MIL top-k: k = T // topk_ratio: 8 / 2")
+    p.add_argument("--mine_ratio", type=int, default=20,
+                   help="contrastive sets: K = T // mine_ratio (the paper's T/20; ANet supplement: 40, i.e. k/20)")
     # optimisation
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--weight_decay", type=float, default=5e-4)
@@ -51,7 +70,7 @@ def parse_args(argv=None):
     # inference and post-processing
     p.add_argument("--inference_only", action="store_true")
     p.add_argument("--model_file", default=None, help="checkpoint to evaluate (ours or the release's CAS_Only.pkl)")
-    p.add_argument("--class_th", type=float, default=0.25, help="keep classes with video score >= this")
+    p.add_argument("--class_th", type=float, help="(*) keep classes with video score >= this: 0.25 / 0.1")
     p.add_argument("--gamma", type=float, default=0.2,
                    help="weight of the class score in the proposal score (release: also the OIC inflation)")
     p.add_argument("--inflation", type=float, default=None, help="outer-region inflation (default: --gamma)")
@@ -60,12 +79,15 @@ def parse_args(argv=None):
     p.add_argument("--nms_thresh", type=float, default=0.4)
     p.add_argument("--nms_alpha", type=float, default=0.35)
     p.add_argument("--feature_fps", type=int, default=FEATURE_FPS)
-    p.add_argument("--tiou", type=float, nargs="+", default=list(THUMOS_TIOU))
+    p.add_argument("--tiou", type=float, nargs="+", help="(*) tIoU thresholds: 0.1:0.1:0.7 / 0.5:0.05:0.95")
     # output
     p.add_argument("--exp_name", default="aicl")
     p.add_argument("--output_dir", default="ckpt", help="checkpoints, logs and results go to OUTPUT_DIR/EXP_NAME/")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     args = p.parse_args(argv)
+    for name, value in DATASET_DEFAULTS[args.dataset].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     if args.num_segments < 1:
         p.error(f"--num_segments must be >= 1, got {args.num_segments}")
     if args.inflation is None:
@@ -149,8 +171,9 @@ def load_checkpoint(path):
 def run_inference(args, device):
     out_dir = os.path.join(args.output_dir, args.exp_name)
     model_file = args.model_file or os.path.join(out_dir, "best.pt")
-    test_set = FeatureDataset(args.data_path, "test", args.num_segments, "uniform", THUMOS14_CLASSES, args.seed)
-    model = build_model(args, len(THUMOS14_CLASSES)).to(device)
+    class_names = load_class_names(args.data_path, args.dataset)
+    test_set = FeatureDataset(args.data_path, "test", args.num_segments, "uniform", class_names, args.seed)
+    model = build_model(args, len(class_names)).to(device)
     load_weights(model, load_checkpoint(model_file), source=model_file)
     metrics, predictions = evaluate(model, test_set, args, device)
     write_results(out_dir, metrics, predictions)
@@ -199,9 +222,10 @@ def train(args, device):
     from torch.utils.tensorboard import SummaryWriter
 
     out_dir = os.path.join(args.output_dir, args.exp_name)
-    train_set = FeatureDataset(args.data_path, "train", args.num_segments, "random", THUMOS14_CLASSES, args.seed)
-    test_set = FeatureDataset(args.data_path, "test", args.num_segments, "uniform", THUMOS14_CLASSES, args.seed)
-    model = build_model(args, len(THUMOS14_CLASSES)).to(device)
+    class_names = load_class_names(args.data_path, args.dataset)
+    train_set = FeatureDataset(args.data_path, "train", args.num_segments, "random", class_names, args.seed)
+    test_set = FeatureDataset(args.data_path, "test", args.num_segments, "uniform", class_names, args.seed)
+    model = build_model(args, len(class_names)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999), weight_decay=args.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / args.batch_size)
     total_steps = steps_per_epoch * args.num_epochs
@@ -218,7 +242,7 @@ def train(args, device):
 
     def checkpoint(name):
         save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                    "best_mAP": best_mAP, "best_metrics": best_metrics, "class_names": THUMOS14_CLASSES,
+                    "best_mAP": best_mAP, "best_metrics": best_metrics, "class_names": class_names,
                     "args": vars(args), "torch_rng": torch.get_rng_state()}, os.path.join(out_dir, name))
 
     print(f"training on {len(train_set)} videos ({steps_per_epoch} steps/epoch, {total_steps} steps) on {device}")

@@ -6,7 +6,8 @@
    the three embedding convolutions (forward and weight gradients) at the fp32 matmul rate measured here.
 2. Full test pass (213 THUMOS14-sized videos, T = 750, batch 1): forward passes + proposals + NMS + mAP,
    against the forward passes alone.
-3. Evaluator: 100,000 predictions against 3,000 ground-truth instances, 20 classes, 7 tIoUs.
+3. Evaluator: 100,000 predictions against 3,000 ground-truth instances, 20 classes, 7 tIoUs; and at
+   ActivityNet v1.3 validation scale (4,926 videos, 200 classes, 10 tIoUs, 500,000 predictions).
 The data for 1 and 2 is generated once into --data (synthetic features in the real layout).
 """
 import argparse
@@ -24,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import main  # noqa: E402
 from dataset import THUMOS14_CLASSES, FeatureDataset, make_synthetic_dataset  # noqa: E402
-from eval import evaluate_detection  # noqa: E402
+from eval import THUMOS_TIOU, evaluate_detection  # noqa: E402
 from model import FEATURE_DIM  # noqa: E402
 
 THUMOS_TEST_VIDEOS = 213
@@ -128,9 +129,9 @@ def synthetic_detections(n_pred=100_000, n_gt=3_000, n_classes=20, n_videos=200,
     return {"database": database}, {"version": "bench", "results": results, "external_data": {}}
 
 
-def bench_eval(repeat=3):
-    gt, results = synthetic_detections()
-    return min(timed(lambda: evaluate_detection(gt, results, "test"), torch.device("cpu"), repeat))
+def bench_eval(repeat=3, tiou=THUMOS_TIOU, **sizes):
+    gt, results = synthetic_detections(**sizes)
+    return min(timed(lambda: evaluate_detection(gt, results, "test", tiou), torch.device("cpu"), repeat))
 
 
 def main_bench(argv=None):
@@ -155,6 +156,8 @@ def main_bench(argv=None):
     model, step_s, fetch_s = bench_train(args, device, train_set, opts.steps)
     forward_s, test_s, metrics, detections = bench_test_pass(args, device, model, test_set)
     eval_s = bench_eval()
+    anet_eval_s = bench_eval(repeat=1, tiou=main.ANET_TIOU, n_pred=500_000, n_gt=7_654, n_classes=200,
+                             n_videos=4_926)
 
     rows = [
         ("train step (B16, T750)", step_s, floor, f"floor = {conv_flops(16, 750, args.embed_dim) / 1e9:.0f} GFLOP "
@@ -162,7 +165,8 @@ def main_bench(argv=None):
         ("batch fetch (in-memory)", fetch_s, step_s, "vs the step"),
         (f"test pass ({len(test_set)} videos)", test_s, forward_s,
          f"vs forward passes alone; {detections:.0f} detections/video"),
-        ("evaluator (100k pred, 3k GT)", eval_s, 1.0, "vs the 1 s target"),
+        ("evaluator (100k pred, 3k GT)", eval_s, 1.0, "vs the 1 s target; 20 classes, 7 tIoUs"),
+        ("evaluator, ActivityNet scale", anet_eval_s, None, "500k pred, 7.6k GT, 4,926 videos, 200 classes, 10 tIoUs"),
         ("feature loading (once)", load_s, None, f"{len(train_set) + len(test_set)} videos"),
     ]
     print(f"device: {device} ({torch.get_num_threads()} threads), torch {torch.__version__}")
@@ -175,7 +179,7 @@ def main_bench(argv=None):
     if opts.json:
         print(json.dumps({"device": str(device), "matmul_gflops": rate / 1e9, "train_step_s": step_s,
                           "train_step_floor_s": floor, "batch_fetch_s": fetch_s, "test_pass_s": test_s,
-                          "forward_only_s": forward_s, "eval_s": eval_s, "feature_load_s": load_s}))
+                          "forward_only_s": forward_s, "eval_s": eval_s, "anet_eval_s": anet_eval_s, "feature_load_s": load_s}))
 
 
 if __name__ == "__main__":
