@@ -1,0 +1,140 @@
+"""Figures of the paper (Figs. 1, 3, 4): activation curves of one video, and training curves.
+
+Figures are built with matplotlib's object-oriented API and rendered by the non-interactive Agg canvas, so
+nothing here touches pyplot's global state or needs a display. Every PNG is written atomically: rendered
+into a temporary file of the target folder, then moved over the target with os.replace.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+VIDEO_FIGSIZE = (12.0, 6.0)  # inches; at DPI: 1200 x 600 pixels
+SERIES_FIGSIZE = (8.0, 4.5)  # 800 x 450 pixels
+DPI = 100
+GT_ALPHA = 0.2  # shading of a ground-truth span
+CLASS_PALETTE = "Dark2"  # class colours of ground truth and detections, apart from the curves' colours
+MIN_BAR_ALPHA = 0.25  # opacity of the lowest-scored detection bar shown (the best one is opaque)
+
+
+def _save_atomic(fig: Figure, path) -> str:
+    """Render fig as a PNG at path through a temporary file of the same folder; returns the path as a string.
+
+    Raises OSError naming the folder when it does not exist and cannot be created.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise OSError(f"cannot write plot {path!r}: cannot create folder {folder!r} ({err.strerror})") from err
+    # open(..., "x") rather than tempfile.mkstemp: the PNG gets the umask's permissions, not 0600
+    temp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(temp, "xb") as file:
+            FigureCanvasAgg(fig).print_png(file)
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise
+    return path
+
+
+def _class_colors(names) -> dict:
+    """A Dark2 colour (8, cycling) per class name, in sorted order; the curves keep the default C0, C1, ..."""
+    palette = colormaps[CLASS_PALETTE].colors
+    return {name: palette[i % len(palette)] for i, name in enumerate(sorted(set(names)))}
+
+
+def _shade_ground_truth(ax, gt_segments: list, colors: dict, with_labels: bool) -> None:
+    """Shaded spans for the (label, start, end) ground truth on ax, optionally labelled at the top."""
+    for label, start, end in gt_segments:
+        ax.axvspan(start, end, color=colors[label], alpha=GT_ALPHA, linewidth=0)
+        if with_labels:
+            ax.text((start + end) / 2, 0.98, label, transform=ax.get_xaxis_transform(), ha="center", va="top",
+                    fontsize=8, clip_on=True)
+
+
+def _draw_curves(ax, curves: dict, seconds_per_snippet: float) -> None:
+    """Each 1-D curve [T] against the centre time (t + 0.5) * seconds_per_snippet of its snippets."""
+    for name, curve in curves.items():
+        curve = np.asarray(curve, dtype=float)
+        if curve.ndim != 1:
+            raise ValueError(f"curve {name!r}: expected a 1-D array, got shape {curve.shape}")
+        ax.plot((np.arange(len(curve)) + 0.5) * seconds_per_snippet, curve, label=name, linewidth=1.2)
+    if curves:
+        ax.legend(loc="upper right", fontsize=8)
+    ax.set_ylabel("activation")
+
+
+def _score_alphas(scores: np.ndarray) -> np.ndarray:
+    """Opacity [n] of scores [n]: linear from MIN_BAR_ALPHA (lowest) to 1 (highest); 1 when all are equal."""
+    spread = np.ptp(scores) if len(scores) else 0.0
+    if not spread:
+        return np.ones(len(scores))
+    return MIN_BAR_ALPHA + (1 - MIN_BAR_ALPHA) * (scores - scores.min()) / spread
+
+
+def _draw_detections(ax, detections: list, colors: dict, top_n: int) -> None:
+    """The top_n (label, score, start, end) detections by score as horizontal bars, best on top, opacity by score."""
+    shown = sorted(detections, key=lambda d: -d[1])[:top_n]  # stable: ties keep input order
+    alphas = _score_alphas(np.array([score for _, score, _, _ in shown], dtype=float))  # [n]
+    for row, ((label, score, start, end), alpha) in enumerate(zip(shown, alphas)):
+        ax.barh(row, end - start, left=start, height=0.7, color=colors[label], alpha=float(alpha))
+        ax.text(start, row, f" {label} {score:.2f}", va="center", fontsize=7, clip_on=True)
+    ax.set_ylim(max(len(shown), 1) - 0.5, -0.5)  # rank 0 at the top
+    ax.set_yticks(range(len(shown)))
+    ax.set_ylabel(f"top-{len(shown)} detections")
+
+
+def plot_video(path, curves: dict, seconds_per_snippet: float, gt_segments: list, detections: list, title: str = "",
+               top_n: int = 10) -> str:
+    """One PNG of a video: activation curves with the ground truth (top), the best detections (bottom).
+
+    curves: {name: [T] array} per snippet, e.g. "class-aware A", "class-agnostic A_ca", "A_score[class]";
+    seconds_per_snippet: the duration of one snippet (time axis in seconds);
+    gt_segments: [(label, start, end)] seconds, shaded in both panels and labelled in the top one;
+    detections: [(label, score, start, end)]; the top_n by score are drawn as bars, opacity by score.
+    Writes atomically (see _save_atomic) and returns path as a string.
+    """
+    if not seconds_per_snippet > 0:
+        raise ValueError(f"seconds_per_snippet must be positive, got {seconds_per_snippet!r}")
+    colors = _class_colors([label for label, *_ in gt_segments] + [label for label, *_ in detections])
+    fig = Figure(figsize=VIDEO_FIGSIZE, dpi=DPI, constrained_layout=True)
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 2)})
+    _shade_ground_truth(top, gt_segments, colors, with_labels=True)
+    _draw_curves(top, curves, seconds_per_snippet)
+    _shade_ground_truth(bottom, gt_segments, colors, with_labels=False)
+    _draw_detections(bottom, detections, colors, top_n)
+    bottom.set_xlabel("time (s)")
+    top.set_xlim(left=0)
+    if title:
+        top.set_title(title)
+    return _save_atomic(fig, path)
+
+
+def plot_series(path, series: dict, xlabel: str, ylabel: str, title: str = "") -> str:
+    """One PNG with a line per {name: (x, y)} series (e.g. consistent segments during training, Fig. 3).
+
+    Raises ValueError for a series whose x and y differ in length. Writes atomically; returns path as a string.
+    """
+    fig = Figure(figsize=SERIES_FIGSIZE, dpi=DPI, constrained_layout=True)
+    ax = fig.subplots()
+    for name, (x, y) in series.items():
+        if len(x) != len(y):
+            raise ValueError(f"series {name!r}: {len(x)} x values but {len(y)} y values")
+        ax.plot(x, y, label=name, marker="o" if len(x) <= 30 else None, markersize=3)
+    if series:
+        ax.legend(fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+    return _save_atomic(fig, path)
