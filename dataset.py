@@ -85,20 +85,8 @@ def load_features(root, vid):
     A flow stream one snippet shorter than rgb (or the reverse) is cut to the shorter with a warning;
     a larger difference is an error naming the video.
     """
-    streams = []
-    for stream in ("rgb", "flow"):
-        path = os.path.join(root, stream, f"{vid}.npy")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path}: feature file not found for video {vid}")
-        arr = np.load(path)
-        if arr.ndim != 2 or arr.shape[1] != STREAM_DIM:
-            raise ValueError(f"{path}: expected shape [T, {STREAM_DIM}], found {list(arr.shape)}")
-        if arr.shape[0] == 0:
-            raise ValueError(f"{path}: empty feature file (0 snippets)")
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{path}: contains NaN or Inf")
-        streams.append(arr.astype(np.float32, copy=False))
-    rgb, flow = streams
+    rgb, flow = (read_feature_file(os.path.join(root, stream, f"{vid}.npy"), STREAM_DIM, f" for video {vid}")
+                 for stream in ("rgb", "flow"))
     if len(rgb) != len(flow):
         if abs(len(rgb) - len(flow)) > 1:
             raise ValueError(f"video {vid}: rgb has {len(rgb)} snippets but flow has {len(flow)} (in {root})")
@@ -106,6 +94,26 @@ def load_features(root, vid):
         n = min(len(rgb), len(flow))
         rgb, flow = rgb[:n], flow[:n]
     return np.concatenate([rgb, flow], axis=1)
+
+
+def read_feature_file(path, width, what=""):
+    """A [T, width] float32 array from a .npy file; missing, misshapen, empty or non-finite is an error
+    naming the file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: feature file not found{what}")
+    arr = np.load(path)
+    if arr.ndim != 2 or arr.shape[1] != width:
+        raise ValueError(f"{path}: expected shape [T, {width}], found {list(arr.shape)}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{path}: empty feature file (0 snippets)")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{path}: contains NaN or Inf")
+    return arr.astype(np.float32, copy=False)
+
+
+def load_joint_features(path):
+    """One file holding rgb and flow side by side: [T_v, 2048] float32 (rgb in channels 0..1023)."""
+    return read_feature_file(path, 2 * STREAM_DIM, " (rgb then flow, width 2048)")
 
 
 class FeatureDataset(torch.utils.data.Dataset):

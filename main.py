@@ -16,11 +16,13 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from dataset import CLASS_COUNTS, FEATURE_FPS, SNIPPET_FRAMES, FeatureDataset, load_class_names
+from dataset import (CLASS_COUNTS, FEATURE_FPS, SNIPPET_FRAMES, THUMOS14_CLASSES, FeatureDataset, load_class_names,
+                     load_features, load_joint_features, uniform_indices)
 from eval import THUMOS_TIOU, evaluate_detection, load_ground_truth
 from losses import RELEASE_WEIGHTS, total_loss
 from model import AICL, load_weights
-from utils.io import save_json, save_torch
+from utils.io import save_json, save_text, save_torch
+from utils.plots import plot_series, plot_video
 from utils.proposals import localize, select_classes
 
 
@@ -41,7 +43,8 @@ DATASET_DEFAULTS = {
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     # data
     p.add_argument("--dataset", default="thumos14", choices=sorted(CLASS_COUNTS),
                    help="selects the class list and the defaults marked (*) (see DATASET_DEFAULTS)")
@@ -57,6 +60,10 @@ def parse_args(argv=None):
     p.add_argument("--topk_ratio", type=int, help="(*) MIL top-k: k = T // topk_ratio: 8 / 2")
     p.add_argument("--mine_ratio", type=int, default=20,
                    help="contrastive sets: K = T // mine_ratio (the paper's T/20; ANet supplement: 40, i.e. k/20)")
+    p.add_argument("--aware_fusion", default="early", choices=["early", "late"],
+                   help="RGB/flow fusion of the class-aware branch (Table 6; paper: early)")
+    p.add_argument("--agnostic_fusion", default="late", choices=["early", "late"],
+                   help="RGB/flow fusion of the class-agnostic branch (Table 6; paper: late)")
     # optimisation
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--weight_decay", type=float, default=5e-4)
@@ -64,12 +71,26 @@ def parse_args(argv=None):
     p.add_argument("--num_epochs", type=int, default=900)
     p.add_argument("--max_steps", type=int, default=0, help="stop after this many steps (0: no limit)")
     p.add_argument("--q_val", type=float, default=0.7, help="q of the generalized cross-entropy L_ca")
+    p.add_argument("--losses", default="a,ca,mc,c,ac",
+                   help="loss terms switched on (Table 4 ablation): any of a, ca, mc, c, ac, comma-separated")
+    p.add_argument("--stop_gradient", action="store_true",
+                   help="the paper's L_mc/L_ac: MSE with the target side detached (release: both sides)")
+    p.add_argument("--contrast_spaces", default="E,E_R,E_F",
+                   help="embedding spaces of L_c (release: E,E_R,E_F; paper: E_R,E_F)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--detection_inf_step", type=int, default=50, help="evaluate every this many steps")
     p.add_argument("--resume", default=None, help="checkpoint to continue training from (e.g. ckpt/aicl/last.pt)")
     # inference and post-processing
     p.add_argument("--inference_only", action="store_true")
     p.add_argument("--model_file", default=None, help="checkpoint to evaluate (ours or the release's CAS_Only.pkl)")
+    p.add_argument("--predict_dir", default=None,
+                   help="with --inference_only: localize actions in the videos of DIR (rgb/VID.npy + flow/VID.npy, "
+                        "or VID.npy of width 2048) without ground truth")
+    p.add_argument("--class_names", default=None,
+                   help="text file, one class per line, for a checkpoint that carries no class names")
+    p.add_argument("--top_k", type=int, default=0, help="keep the best N detections per video (0: all, as for mAP)")
+    p.add_argument("--min_score", type=float, default=None, help="drop detections scoring below this")
+    p.add_argument("--plot", action="store_true", help="with --predict_dir: one PNG timeline per video")
     p.add_argument("--class_th", type=float, help="(*) keep classes with video score >= this: 0.25 / 0.1")
     p.add_argument("--gamma", type=float, default=0.2,
                    help="weight of the class score in the proposal score (release: also the OIC inflation)")
@@ -79,12 +100,22 @@ def parse_args(argv=None):
     p.add_argument("--nms_thresh", type=float, default=0.4)
     p.add_argument("--nms_alpha", type=float, default=0.35)
     p.add_argument("--feature_fps", type=int, default=FEATURE_FPS)
+    p.add_argument("--plot_video", nargs="+", default=[], metavar="VID",
+                   help="test videos to draw (curves, ground truth, detections) into OUTPUT_DIR/EXP_NAME/plots/")
     p.add_argument("--tiou", type=float, nargs="+", help="(*) tIoU thresholds: 0.1:0.1:0.7 / 0.5:0.05:0.95")
     # output
     p.add_argument("--exp_name", default="aicl")
     p.add_argument("--output_dir", default="ckpt", help="checkpoints, logs and results go to OUTPUT_DIR/EXP_NAME/")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     args = p.parse_args(argv)
+    given = {a.split("=")[0] for a in (sys.argv[1:] if argv is None else argv) if a.startswith("--")}
+    args.explicit = {action.dest for action in p._actions if given & set(action.option_strings)}
+    args.losses = args.losses.split(",")
+    if not args.losses or set(args.losses) - set(RELEASE_WEIGHTS):
+        p.error(f"--losses takes terms from {sorted(RELEASE_WEIGHTS)}, got {','.join(args.losses)}")
+    args.contrast_spaces = args.contrast_spaces.split(",")
+    if not args.contrast_spaces or set(args.contrast_spaces) - {"E", "E_R", "E_F"}:
+        p.error(f"--contrast_spaces takes E, E_R, E_F, got {','.join(args.contrast_spaces)}")
     for name, value in DATASET_DEFAULTS[args.dataset].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -102,39 +133,81 @@ def resolve_device(name):
 
 
 def build_model(args, num_classes):
-    return AICL(num_classes, embed_dim=args.embed_dim, gamma=args.cas_weight,
-                topk_ratio=args.topk_ratio, mine_ratio=args.mine_ratio)
+    return AICL(num_classes, embed_dim=args.embed_dim, gamma=args.cas_weight, topk_ratio=args.topk_ratio,
+                mine_ratio=args.mine_ratio, aware_fusion=args.aware_fusion, agnostic_fusion=args.agnostic_fusion)
+
+
+def localize_video(out, T_v, args):
+    """Post-processing of one video's model outputs: video scores s [C], kept classes, detections [N, 4]
+    (class, score, start s, end s) in the release's order."""
+    probs = torch.softmax(out["p"][0], dim=0).cpu().numpy()                 # [C] video scores
+    kept = select_classes(probs, args.class_th)
+    detections = localize(out["A_score"][0].cpu().numpy(), probs, kept, T_v,
+                          soft=args.soft_nms, nms_thresh=args.nms_thresh, alpha=args.nms_alpha,
+                          scale=args.scale, inflation=args.inflation, class_weight=args.gamma,
+                          fps=args.feature_fps, frames_per_snippet=SNIPPET_FRAMES)   # [N, 4]
+    if args.min_score is not None:
+        detections = detections[detections[:, 1] >= args.min_score]
+    if args.top_k:
+        detections = detections[np.argsort(-detections[:, 1], kind="stable")[:args.top_k]]
+    return probs, kept, detections
+
+
+def as_records(detections, class_names):
+    """[N, 4] detections -> ActivityNet result records."""
+    return [{"label": class_names[int(c)], "score": float(s), "segment": [float(t0), float(t1)]}
+            for c, s, t0, t1 in detections]
 
 
 @torch.no_grad()
 def predict(model, dataset, args, device):
-    """Detections for every video of ``dataset`` (ActivityNet result form) and classification accuracy."""
+    """Detections for every video of ``dataset`` (ActivityNet result form) and the classification and
+    binary-actionness accuracies (Table 5: A^bin and A_ca^bin against the frame-level ground truth at
+    the sampled snippets). Videos named in --plot_video get a figure."""
     model.eval()
-    results, correct = {}, 0
+    results, correct, hits, snippets = {}, 0, np.zeros(2), 0
     for feats, label, vid, T_v in DataLoader(dataset, batch_size=1, num_workers=args.num_workers):
+        vid, T_v = vid[0], int(T_v[0])
         out = model(feats.to(device))
-        probs = torch.softmax(out["p"][0], dim=0).cpu().numpy()             # [C] video scores
-        kept = select_classes(probs, args.class_th)
+        probs, kept, detections = localize_video(out, T_v, args)
         correct += set(kept.tolist()) == set(np.flatnonzero(label[0].numpy()).tolist())
-        detections = localize(out["A_score"][0].cpu().numpy(), probs, kept, int(T_v[0]),
-                              soft=args.soft_nms, nms_thresh=args.nms_thresh, alpha=args.nms_alpha,
-                              scale=args.scale, inflation=args.inflation, class_weight=args.gamma,
-                              fps=args.feature_fps, frames_per_snippet=SNIPPET_FRAMES)   # [N, 4]
-        results[vid[0]] = [{"label": dataset.class_names[int(c)], "score": float(s), "segment": [float(t0), float(t1)]}
-                           for c, s, t0, t1 in detections]
-    return {"version": "AICL", "results": results, "external_data": {}}, correct / max(1, len(dataset))
+        action = dataset.frame_labels(vid).any(axis=1)[uniform_indices(T_v, args.num_segments)]   # [T]
+        for i, key in enumerate(("A_bin", "A_ca_bin")):
+            hits[i] += np.sum(out[key][0].cpu().numpy().astype(bool) == action)
+        snippets += len(action)
+        results[vid] = as_records(detections, dataset.class_names)
+        if vid in args.plot_video:
+            plot_detections(out, T_v, detections, dataset.class_names, args, vid,
+                            gt=[(dataset.class_names[c], t0, t1) for c, t0, t1 in dataset.annotations[vid]])
+    n = max(1, len(dataset))
+    A_bin_acc, A_ca_bin_acc = (hits / max(1, snippets)).tolist()
+    stats = {"cls_acc": correct / n, "A_bin_acc": A_bin_acc, "A_ca_bin_acc": A_ca_bin_acc}
+    return {"version": "AICL", "results": results, "external_data": {}}, stats
+
+
+def plot_detections(out, T_v, detections, class_names, args, vid, gt=()):
+    """Figures 1/4 of the paper for one video: class-aware A, class-agnostic A_ca and A_score of the
+    detected classes, with the ground truth and the top detections, as OUTPUT_DIR/EXP_NAME/plots/VID.png."""
+    curves = {"class-aware A": out["A"][0].cpu().numpy(), "class-agnostic A_ca": out["A_ca"][0].cpu().numpy()}
+    for c in dict.fromkeys(int(c) for c in detections[:, 0]):
+        curves[f"A_score {class_names[c]}"] = out["A_score"][0, :, c].cpu().numpy()
+    seconds = T_v * SNIPPET_FRAMES / args.feature_fps / len(curves["class-aware A"])
+    path = os.path.join(args.output_dir, args.exp_name, "plots", f"{vid}.png")
+    plot_video(path, curves, seconds, list(gt), [(class_names[int(c)], s, t0, t1) for c, s, t0, t1 in detections],
+               title=vid)
+    return path
 
 
 def evaluate(model, dataset, args, device):
     """Predict, then score with the ActivityNet protocol. Returns (metrics, predictions)."""
-    predictions, cls_acc = predict(model, dataset, args, device)
+    predictions, stats = predict(model, dataset, args, device)
     # Classes with no ground truth in the subset do not enter the ActivityNet mAP (the demo data uses
-    # 6 of the 20 classes); leave them out here so the evaluator's warning is kept for foreign files.
+    # 6 of the 20 classes); leave them out here so the evaluator's error is kept for foreign files.
     gt_classes = set(load_ground_truth(dataset.gt, args.test_subset).classes)
     scored = {vid: [d for d in dets if d["label"] in gt_classes] for vid, dets in predictions["results"].items()}
     det = evaluate_detection(dataset.gt, scored, subset=args.test_subset, tiou_thresholds=args.tiou)
     metrics = {"tiou": list(args.tiou), "mAP": [float(m) for m in det["mAP"]],
-               "average_mAP": float(det["average_mAP"]), "cls_acc": cls_acc,
+               "average_mAP": float(det["average_mAP"]), **stats,
                "ap_per_class": {c: [float(a) for a in ap] for c, ap in det["ap_per_class"].items()}}
     return metrics, predictions
 
@@ -151,7 +224,8 @@ def format_table(metrics):
         row.append(f"{m.mean():.1f}")
     width = [max(len(h), len(r)) for h, r in zip(head, row)]
     return "\n".join("  ".join(s.rjust(w) for s, w in zip(line, width)) for line in (head, row)) + \
-        f"\nclassification accuracy {metrics['cls_acc'] * 100:.1f}%"
+        f"\nclassification accuracy {metrics['cls_acc'] * 100:.1f}%; binary actionness accuracy against the " \
+        f"frame labels (Table 5): A^bin {metrics['A_bin_acc'] * 100:.1f}%, A_ca^bin {metrics['A_ca_bin_acc'] * 100:.1f}%"
 
 
 def write_results(out_dir, metrics, predictions):
@@ -168,13 +242,62 @@ def load_checkpoint(path):
         raise ValueError(f"{path}: not a readable PyTorch checkpoint ({e})") from None
 
 
+MODEL_SETTINGS = ("embed_dim", "aware_fusion", "agnostic_fusion", "cas_weight", "topk_ratio", "mine_ratio")
+
+
+def model_from_checkpoint(args, model_file, device, class_names=None):
+    """The model stored in ``model_file`` and its class names.
+
+    Our checkpoints carry the class list and the settings they were trained with; those settings
+    replace the defaults (a flag given on the command line still wins). The release's CAS_Only.pkl is
+    a bare state_dict: its classes are THUMOS14's when it has 20 of them, else --class_names must name
+    them. With ``class_names`` (a dataset's), a checkpoint trained on other classes is refused.
+    """
+    state = load_checkpoint(model_file)
+    if not isinstance(state, dict):
+        raise ValueError(f"{model_file}: not a state_dict or an AICL checkpoint")
+    ours = isinstance(state.get("model"), dict)
+    for key in MODEL_SETTINGS:
+        if ours and key in state.get("args", {}) and key not in args.explicit:
+            setattr(args, key, state["args"][key])
+    saved = state.get("class_names") if ours else None
+    if args.class_names:
+        saved = read_class_names(args.class_names)
+    if class_names is not None and saved is not None and list(saved) != list(class_names):
+        raise ValueError(f"{model_file}: trained on {len(saved)} classes ({saved[:3]}...) that differ from the "
+                         f"dataset's {len(class_names)} ({list(class_names)[:3]}...)")
+    if class_names is None:
+        class_names = saved
+    if class_names is None:
+        cls_weight = None if ours else state.get("actionness_module.cls.0.weight")
+        if cls_weight is None or cls_weight.shape[0] != len(THUMOS14_CLASSES):
+            raise ValueError(f"{model_file}: the checkpoint carries no class names; give them with --class_names FILE")
+        print(f"{model_file} carries no class names: using the THUMOS14 class list (the release's format)")
+        class_names = list(THUMOS14_CLASSES)
+    model = build_model(args, len(class_names)).to(device)
+    load_weights(model, state, source=model_file)
+    return model, list(class_names)
+
+
+def read_class_names(path):
+    """One class name per line."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: class-name file not found")
+    with open(path) as f:
+        names = [line.strip() for line in f if line.strip()]
+    if not names:
+        raise ValueError(f"{path}: no class names in it")
+    return names
+
+
 def run_inference(args, device):
     out_dir = os.path.join(args.output_dir, args.exp_name)
     model_file = args.model_file or os.path.join(out_dir, "best.pt")
+    if args.predict_dir:
+        return predict_folder(args, device, model_file, out_dir)
     class_names = load_class_names(args.data_path, args.dataset)
     test_set = FeatureDataset(args.data_path, "test", args.num_segments, "uniform", class_names, args.seed)
-    model = build_model(args, len(class_names)).to(device)
-    load_weights(model, load_checkpoint(model_file), source=model_file)
+    model, _ = model_from_checkpoint(args, model_file, device, class_names)
     metrics, predictions = evaluate(model, test_set, args, device)
     write_results(out_dir, metrics, predictions)
     print(f"model {model_file} on {args.data_path} ({len(test_set)} test videos)")
@@ -183,15 +306,58 @@ def run_inference(args, device):
     return metrics
 
 
+@torch.no_grad()
+def predict_folder(args, device, model_file, out_dir):
+    """Localize actions in videos without ground truth: predictions.json, detections.csv and, with
+    --plot, one PNG per video under OUTPUT_DIR/EXP_NAME/."""
+    model, class_names = model_from_checkpoint(args, model_file, device)
+    model.eval()
+    videos = feature_files(args.predict_dir)
+    results, rows = {}, ["video,label,start,end,score"]
+    for vid, read in videos.items():
+        feats = read()                                                    # [T_v, 2048]
+        x = torch.from_numpy(feats[uniform_indices(len(feats), args.num_segments)])[None].to(device)
+        out = model(x)
+        _, _, detections = localize_video(out, len(feats), args)
+        results[vid] = as_records(detections, class_names)
+        rows += [f"{vid},{d['label']},{d['segment'][0]:.2f},{d['segment'][1]:.2f},{d['score']:.4f}" for d in results[vid]]
+        if args.plot:
+            plot_detections(out, len(feats), detections, class_names, args, vid)
+    save_json({"version": "AICL", "results": results, "external_data": {}}, os.path.join(out_dir, "predictions.json"))
+    save_text("\n".join(rows) + "\n", os.path.join(out_dir, "detections.csv"))
+    print(f"{len(videos)} videos, {len(rows) - 1} detections ({len(class_names)} classes) written to "
+          f"{out_dir}/predictions.json and detections.csv" + (f", figures in {out_dir}/plots/" if args.plot else ""))
+    return results
+
+
+def feature_files(folder):
+    """{video id: loader of [T_v, 2048] features} for rgb/VID.npy + flow/VID.npy or VID.npy files."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{folder}: folder not found")
+    if os.path.isdir(os.path.join(folder, "rgb")):
+        vids = sorted(f[:-4] for f in os.listdir(os.path.join(folder, "rgb")) if f.endswith(".npy"))
+        videos = {v: (lambda v=v: load_features(folder, v)) for v in vids}
+    else:
+        vids = sorted(f[:-4] for f in os.listdir(folder) if f.endswith(".npy"))
+        videos = {v: (lambda v=v: load_joint_features(os.path.join(folder, f"{v}.npy"))) for v in vids}
+    if not videos:
+        raise ValueError(f"{folder}: no feature files (expected rgb/VID.npy + flow/VID.npy, or VID.npy of width 2048)")
+    return videos
+
+
 def train_step(model, optimizer, feats, labels, args):
-    """One optimisation step on a batch (feats [B, T, 2048], labels [B, C]); returns the loss terms as floats."""
+    """One optimisation step on a batch (feats [B, T, 2048], labels [B, C]). Returns the loss terms as
+    floats and the mean number of consistent snippets per video (both branches agree: Fig. 3)."""
     model.train()
     out = model(feats)
-    loss, terms = total_loss(out, labels, q=args.q_val, weights=RELEASE_WEIGHTS)
+    weights = {name: w if name in args.losses else 0.0 for name, w in RELEASE_WEIGHTS.items()}
+    loss, terms = total_loss(out, labels, q=args.q_val, weights=weights, stop_gradient=args.stop_gradient,
+                             spaces=args.contrast_spaces)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-    return {k: v.item() for k, v in terms.items()}
+    consistent = ((out["A_bin"] + out["A_ca_bin"]) != 1).sum(dim=1).float().mean().item()
+    return {k: v.item() for k, v in terms.items()}, consistent
 
 
 def epoch_batches(n, batch_size, seed, epoch):
@@ -231,19 +397,21 @@ def train(args, device):
     total_steps = steps_per_epoch * args.num_epochs
     if args.max_steps:
         total_steps = min(total_steps, args.max_steps)
-    step, best_mAP, best_metrics = 0, -1.0, None
+    step, best_mAP, best_metrics, consistent = 0, -1.0, None, []   # consistent: [step, snippets] (Fig. 3)
     if args.resume:
         state = load_checkpoint(args.resume)
         load_weights(model, state, source=args.resume)
         optimizer.load_state_dict(state["optimizer"])
         step, best_mAP, best_metrics = state["step"], state["best_mAP"], state["best_metrics"]
+        consistent = state["consistent"]
         torch.set_rng_state(state["torch_rng"])
     writer = SummaryWriter(os.path.join(out_dir, "logs"))
 
     def checkpoint(name):
         save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                     "best_mAP": best_mAP, "best_metrics": best_metrics, "class_names": class_names,
-                    "args": vars(args), "torch_rng": torch.get_rng_state()}, os.path.join(out_dir, name))
+                    "args": {k: v for k, v in vars(args).items() if k != "explicit"}, "consistent": consistent, "torch_rng": torch.get_rng_state()},
+                   os.path.join(out_dir, name))
 
     print(f"training on {len(train_set)} videos ({steps_per_epoch} steps/epoch, {total_steps} steps) on {device}")
     if step == 0:
@@ -256,10 +424,12 @@ def train(args, device):
             train_set.set_epoch(epoch)
             batches = epoch_batches(len(train_set), args.batch_size, args.seed, epoch)[step % steps_per_epoch:]
             for feats, labels, _, _ in DataLoader(train_set, batch_sampler=batches, num_workers=args.num_workers):
-                terms = train_step(model, optimizer, feats.to(device), labels.to(device), args)
+                terms, n_consistent = train_step(model, optimizer, feats.to(device), labels.to(device), args)
                 step += 1
+                consistent.append([step, n_consistent])
                 for k, v in terms.items():
                     writer.add_scalar(f"loss/{k}", v, step)
+                writer.add_scalar("mining/consistent_snippets", n_consistent, step)
                 bar.update(1)
                 bar.set_postfix({k: f"{terms[k]:.3f}" for k in ("total", "L_a", "L_ca", "L_mc", "L_ac", "L_c")})
                 if step % args.detection_inf_step == 0 or step == total_steps:
@@ -271,6 +441,8 @@ def train(args, device):
                         checkpoint("best.pt")
                         write_results(out_dir, best_metrics, predictions)
                     checkpoint("last.pt")
+                    save_json(dict(metrics, step=step), os.path.join(out_dir, "last_metrics.json"))
+                    plot_consistent(consistent, args, os.path.join(out_dir, "consistent_segments.png"))
                     bar.write(f"step {step}: mAP {metrics['average_mAP'] * 100:.2f}  best {best_mAP * 100:.2f}  "
                               f"cls_acc {metrics['cls_acc'] * 100:.1f}")
                 if step == total_steps or stop.signum:
@@ -287,6 +459,13 @@ def train(args, device):
               f"step {best_metrics['step']}")
         print(format_table(best_metrics))
     return best_metrics
+
+
+def plot_consistent(consistent, args, path):
+    """Fig. 3: consistent snippets per video (both branches agree) over the training steps."""
+    steps, counts = zip(*consistent)
+    plot_series(path, {"consistent snippets": (list(steps), list(counts))}, "step",
+                f"snippets per video (of T = {args.num_segments})", title="Consistent segments during training")
 
 
 def log_metrics(writer, metrics, step):

@@ -13,19 +13,60 @@ import torch.nn.functional as F
 FEATURE_DIM = 1024  # per stream (I3D rgb, I3D flow)
 
 
-class _Branches(nn.Module):
-    """The convolutional layers; named as in the release (``actionness_module``)."""
+def _embedding(in_channels, embed_dim):
+    """E = ReLU(conv_k3(x)): [B, in_channels, T] -> [B, embed_dim, T]."""
+    return nn.Sequential(nn.Conv1d(in_channels, embed_dim, 3, padding=1), nn.ReLU())
 
-    def __init__(self, num_classes, embed_dim):
+
+class _Branches(nn.Module):
+    """The convolutional layers. With the paper's fusion (class-aware early, class-agnostic late) the
+    parameter names are the release's (``actionness_module.*``); the other fusions of Table 6 add theirs.
+
+    Class-aware, early: E = emb(rgb ++ flow), CAS = conv1(E).  Late: one embedding and classifier per
+    modality, CAS = the mean of the two, E = their embeddings concatenated ([B, 2D, T]).
+    Class-agnostic, late: E_R = emb(rgb), A_R = sigmoid(conv1(E_R)), the same for flow.  Early: one
+    embedding of rgb ++ flow and one head, used as both modalities (so L_mc is 0).
+    """
+
+    def __init__(self, num_classes, embed_dim, aware_fusion="early", agnostic_fusion="late"):
         super().__init__()
-        # class-aware branch: E = ReLU(conv3(x)), CAS = conv1(E)
-        self.base_module = nn.Sequential(nn.Conv1d(2 * FEATURE_DIM, embed_dim, 3, padding=1), nn.ReLU())
-        self.cls = nn.Sequential(nn.Conv1d(embed_dim, num_classes, 1))
-        # class-agnostic branch: one embedding and one actionness head per modality
-        self.action_module_rgb = nn.Sequential(nn.Conv1d(FEATURE_DIM, embed_dim, 3, padding=1), nn.ReLU())
-        self.cls_rgb = nn.Conv1d(embed_dim, 1, 1)
-        self.action_module_flow = nn.Sequential(nn.Conv1d(FEATURE_DIM, embed_dim, 3, padding=1), nn.ReLU())
-        self.cls_flow = nn.Conv1d(embed_dim, 1, 1)
+        for name, value in (("aware_fusion", aware_fusion), ("agnostic_fusion", agnostic_fusion)):
+            if value not in ("early", "late"):
+                raise ValueError(f"{name} must be 'early' or 'late', got {value!r}")
+        self.aware_fusion, self.agnostic_fusion = aware_fusion, agnostic_fusion
+        if aware_fusion == "early":
+            self.base_module = _embedding(2 * FEATURE_DIM, embed_dim)
+            self.cls = nn.Sequential(nn.Conv1d(embed_dim, num_classes, 1))
+        else:
+            self.base_module_rgb = _embedding(FEATURE_DIM, embed_dim)
+            self.base_module_flow = _embedding(FEATURE_DIM, embed_dim)
+            self.cls_aware_rgb = nn.Conv1d(embed_dim, num_classes, 1)
+            self.cls_aware_flow = nn.Conv1d(embed_dim, num_classes, 1)
+        if agnostic_fusion == "late":
+            self.action_module_rgb = _embedding(FEATURE_DIM, embed_dim)
+            self.cls_rgb = nn.Conv1d(embed_dim, 1, 1)
+            self.action_module_flow = _embedding(FEATURE_DIM, embed_dim)
+            self.cls_flow = nn.Conv1d(embed_dim, 1, 1)
+        else:
+            self.action_module = _embedding(2 * FEATURE_DIM, embed_dim)
+            self.cls_action = nn.Conv1d(embed_dim, 1, 1)
+
+    def class_aware(self, x, rgb, flow):
+        """-> E [B, D or 2D, T], CAS [B, C, T]."""
+        if self.aware_fusion == "early":
+            E = self.base_module(x)
+            return E, self.cls(E)
+        E_rgb, E_flow = self.base_module_rgb(rgb), self.base_module_flow(flow)
+        return torch.cat([E_rgb, E_flow], dim=1), (self.cls_aware_rgb(E_rgb) + self.cls_aware_flow(E_flow)) / 2
+
+    def class_agnostic(self, x, rgb, flow):
+        """-> E_R, E_F [B, D, T], A_R, A_F [B, T]."""
+        if self.agnostic_fusion == "late":
+            E_R, E_F = self.action_module_rgb(rgb), self.action_module_flow(flow)
+            return E_R, E_F, torch.sigmoid(self.cls_rgb(E_R)).squeeze(1), torch.sigmoid(self.cls_flow(E_F)).squeeze(1)
+        E_ca = self.action_module(x)
+        A = torch.sigmoid(self.cls_action(E_ca)).squeeze(1)
+        return E_ca, E_ca, A, A
 
 
 class AICL(nn.Module):
@@ -34,15 +75,17 @@ class AICL(nn.Module):
     gamma:      weight of Softmax(CAS) in A_score = gamma Softmax(CAS) + (1 - gamma) A_ca (release 1/3).
     topk_ratio: the MIL pooling takes k = T // topk_ratio snippets per class (THUMOS14 8, ActivityNet 2).
     mine_ratio: the contrastive sets take K = T // mine_ratio snippets each (release 20).
+    aware_fusion, agnostic_fusion: how each branch fuses RGB and flow (paper: "early", "late"; Table 6).
     """
 
-    def __init__(self, num_classes, embed_dim=512, gamma=1 / 3, topk_ratio=8, mine_ratio=20):
+    def __init__(self, num_classes, embed_dim=512, gamma=1 / 3, topk_ratio=8, mine_ratio=20,
+                 aware_fusion="early", agnostic_fusion="late"):
         super().__init__()
         self.num_classes = num_classes
         self.gamma = gamma
         self.topk_ratio = topk_ratio
         self.mine_ratio = mine_ratio
-        self.actionness_module = _Branches(num_classes, embed_dim)
+        self.actionness_module = _Branches(num_classes, embed_dim, aware_fusion, agnostic_fusion)
 
     def forward(self, x):
         """x [B, T, 2048] -> dict of every quantity the losses and the post-processing use."""
@@ -51,12 +94,8 @@ class AICL(nn.Module):
         rgb = x[:, :, :FEATURE_DIM].transpose(1, 2).contiguous()   # [B, 1024, T]
         flow = x[:, :, FEATURE_DIM:].transpose(1, 2).contiguous()  # [B, 1024, T]
         x = x.transpose(1, 2).contiguous()                         # [B, 2048, T]
-        E = m.base_module(x)                                     # [B, D, T]
-        cas = m.cls(E)                                           # [B, C, T]
-        E_R = m.action_module_rgb(rgb)                           # [B, D, T]
-        E_F = m.action_module_flow(flow)
-        A_R = torch.sigmoid(m.cls_rgb(E_R)).squeeze(1)           # [B, T]
-        A_F = torch.sigmoid(m.cls_flow(E_F)).squeeze(1)
+        E, cas = m.class_aware(x, rgb, flow)                       # [B, D, T], [B, C, T]
+        E_R, E_F, A_R, A_F = m.class_agnostic(x, rgb, flow)        # [B, D, T] x2, [B, T] x2
         T = x.shape[2]
         return derive_outputs(cas.transpose(1, 2), A_R, A_F,
                               E.transpose(1, 2), E_R.transpose(1, 2), E_F.transpose(1, 2),

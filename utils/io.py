@@ -27,6 +27,11 @@ def save_json(obj, path):
     _atomic(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
 
 
+def save_text(text, path):
+    """Write ``text`` to ``path`` atomically."""
+    _atomic(path, lambda f: f.write(text.encode()))
+
+
 def save_torch(obj, path):
     """torch.save ``obj`` to ``path`` atomically."""
     _atomic(path, lambda f: torch.save(obj, f))

@@ -1,0 +1,72 @@
+"""Re-run the paper's ablation tables and print them beside the paper's numbers.
+
+    python3 scripts/tables.py --table 4 [--json] -- --data_path data/THUMOS14 --soft_nms [main.py flags]
+    python3 scripts/tables.py --table 6 -- ...
+
+Table 4 trains one model per set of loss terms (--losses), Table 6 one per fusion of RGB and flow in the
+two branches (--aware_fusion / --agnostic_fusion); every other flag after "--" goes to main.py unchanged.
+Each row is a full training run under OUTPUT_DIR/<exp_name>_t<table>_<row>/. Reported: AVG mAP (%) of
+the best-on-test checkpoint (the release's selection) and of the last evaluation.
+"""
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import main  # noqa: E402
+
+# (row, main.py flags, the paper's AVG mAP 0.1:0.7 on THUMOS14)
+TABLES = {
+    "4": [("L_a", ["--losses", "a"], 31.9),
+          ("L_a + L_ca (baseline)", ["--losses", "a,ca"], 43.2),
+          ("baseline + L_c", ["--losses", "a,ca,c"], 44.8),
+          ("baseline + L_mc", ["--losses", "a,ca,mc"], 44.6),
+          ("baseline + L_c + L_mc", ["--losses", "a,ca,c,mc"], 46.0),
+          ("AICL (all five)", ["--losses", "a,ca,c,mc,ac"], 46.4)],
+    "6": [("early / early", ["--aware_fusion", "early", "--agnostic_fusion", "early"], 40.7),
+          ("late / early", ["--aware_fusion", "late", "--agnostic_fusion", "early"], 41.6),
+          ("late / late", ["--aware_fusion", "late", "--agnostic_fusion", "late"], 45.7),
+          ("early / late (AICL)", ["--aware_fusion", "early", "--agnostic_fusion", "late"], 46.4)],
+}
+TITLES = {"4": "Table 4: loss terms", "6": "Table 6: RGB/flow fusion, class-aware / class-agnostic branch"}
+
+
+def last_metrics(args):
+    with open(os.path.join(args.output_dir, args.exp_name, "last_metrics.json")) as f:
+        return json.load(f)
+
+
+def run_row(flags, extra, exp_name):
+    """Train one row; returns (best metrics, last metrics)."""
+    argv = extra + flags + ["--exp_name", exp_name]
+    best = main.main(argv)
+    return best, last_metrics(main.parse_args(argv))
+
+
+def main_tables(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    ours, extra = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--table", choices=sorted(TABLES), required=True)
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    opts = p.parse_args(ours)
+    base = main.parse_args(extra).exp_name
+    rows = []
+    for i, (name, flags, paper) in enumerate(TABLES[opts.table]):
+        best, last = run_row(flags, extra, f"{base}_t{opts.table}_{i}")
+        rows.append({"row": name, "flags": " ".join(flags), "paper_avg": paper,
+                     "best_avg": best["average_mAP"] * 100, "last_avg": last["average_mAP"] * 100})
+    print(f"\n{TITLES[opts.table]} (AVG mAP %; the paper's numbers are THUMOS14 0.1:0.7)")
+    print(f"{'row':<26} {'paper':>6} {'best':>6} {'last':>6}  flags")
+    for r in rows:
+        print(f"{r['row']:<26} {r['paper_avg']:6.1f} {r['best_avg']:6.1f} {r['last_avg']:6.1f}  {r['flags']}")
+    print("best: the checkpoint with the best test mAP (the release's selection); last: the final evaluation")
+    if opts.json:
+        print(json.dumps({"table": opts.table, "rows": rows}))
+    return rows
+
+
+if __name__ == "__main__":
+    main_tables()
