@@ -10,31 +10,10 @@ import numpy as np
 import pytest
 
 from eval import THUMOS_TIOU, evaluate_detection, evaluate_files, load_ground_truth
+from helpers import make_gt, make_results
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = json.loads((REPO / "tests" / "data" / "release_golden.json").read_text())["evaluator"]
-
-
-def make_gt(videos: dict, subset: str = "test") -> dict:
-    """gt.json dict from {vid: [(label, start, end), ...]}."""
-    return {
-        "database": {
-            vid: {"subset": subset, "annotations": [{"label": l, "segment": [s, e]} for l, s, e in anns]}
-            for vid, anns in videos.items()
-        }
-    }
-
-
-def make_results(videos: dict) -> dict:
-    """ActivityNet result dict from {vid: [(label, score, start, end), ...]}."""
-    return {
-        "version": "test",
-        "results": {
-            vid: [{"label": l, "score": sc, "segment": [s, e]} for l, sc, s, e in preds]
-            for vid, preds in videos.items()
-        },
-        "external_data": {},
-    }
 
 
 def ap_of(gt: dict, results: dict, label: str = "A", tiou=(0.5,)) -> np.ndarray:

@@ -9,30 +9,9 @@ import numpy as np
 import pytest
 
 from eval.fp_analysis import FP_TYPES, MIN_TIOU, false_positive_breakdown, false_positive_breakdown_files
+from helpers import make_gt, make_results
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def make_gt(videos: dict, subset: str = "test") -> dict:
-    """gt.json dict from {vid: [(label, start, end), ...]}."""
-    return {
-        "database": {
-            vid: {"subset": subset, "annotations": [{"label": l, "segment": [s, e]} for l, s, e in anns]}
-            for vid, anns in videos.items()
-        }
-    }
-
-
-def make_results(videos: dict) -> dict:
-    """ActivityNet result dict from {vid: [(label, score, start, end), ...]}."""
-    return {
-        "version": "test",
-        "results": {
-            vid: [{"label": l, "score": sc, "segment": [s, e]} for l, sc, s, e in preds]
-            for vid, preds in videos.items()
-        },
-        "external_data": {},
-    }
 
 
 def counts(result: dict) -> dict:

@@ -194,3 +194,16 @@ def test_num_segments_below_one_is_refused_by_the_command_line(value, capsys):
     with pytest.raises(SystemExit):
         main.parse_args(["--num_segments", value])
     assert "--num_segments must be >= 1" in capsys.readouterr().err
+
+
+def test_atomic_writes_leave_no_temporary_and_the_usual_permissions(tmp_path):
+    from utils.io import save_json, save_text
+    save_json({"a": 1}, tmp_path / "m.json")
+    save_text("x\n", tmp_path / "d.csv")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert sorted(os.listdir(tmp_path)) == ["d.csv", "m.json"]
+    assert all(os.stat(tmp_path / f).st_mode & 0o777 == 0o666 & ~umask for f in ("d.csv", "m.json"))
+    with pytest.raises(TypeError):
+        save_json({"bad": object()}, tmp_path / "m.json")             # a failed write keeps the old file
+    assert json.load(open(tmp_path / "m.json")) == {"a": 1} and len(os.listdir(tmp_path)) == 2

@@ -6,11 +6,15 @@ import tempfile
 
 import torch
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)            # read once: files get the usual permissions, not mkstemp's 0600
+
 
 def _atomic(path, write):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_UMASK)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
