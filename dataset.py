@@ -73,7 +73,8 @@ def load_class_names(data_path, dataset):
     if not isinstance(database, dict):
         raise ValueError(f"{gt_path}: no 'database' object")
     labels = sorted({a["label"] for entry in database.values() if isinstance(entry, dict)
-                     for a in entry.get("annotations") or [] if isinstance(a, dict) and isinstance(a.get("label"), str)})
+                     for a in entry.get("annotations") or []
+                     if isinstance(a, dict) and isinstance(a.get("label"), str)})
     if len(labels) != CLASS_COUNTS[dataset]:
         raise ValueError(f"{gt_path}: {len(labels)} classes found, but {dataset} has {CLASS_COUNTS[dataset]}")
     return labels
@@ -139,7 +140,8 @@ class FeatureDataset(torch.utils.data.Dataset):
         vids = read_split(os.path.join(data_path, f"split_{split}.txt"))
         missing = [v for v in vids if v not in database]
         if missing:
-            raise ValueError(f"{gt_path}: {len(missing)} video(s) of split_{split}.txt are not in it, e.g. {missing[:3]}")
+            raise ValueError(f"{gt_path}: {len(missing)} video(s) of split_{split}.txt are not in it, "
+                             f"e.g. {missing[:3]}")
         self.ignored = 0                                   # annotations with an IGNORED_LABELS label
         self.annotations = {v: self._parse_annotations(gt_path, v, database[v]) for v in vids}
         if self.ignored:
@@ -171,7 +173,8 @@ class FeatureDataset(torch.utils.data.Dataset):
             except (KeyError, TypeError, ValueError):
                 raise ValueError(f"{gt_path}: video {vid}: malformed annotation {a!r}") from None
             if not (np.isfinite(t0) and np.isfinite(t1) and t0 <= t1):
-                raise ValueError(f"{gt_path}: video {vid}: segment {a['segment']!r} is not [start, end] with start <= end")
+                raise ValueError(f"{gt_path}: video {vid}: segment {a['segment']!r} is not [start, end] "
+                                 f"with start <= end")
             if not isinstance(label, str) or label not in self.class_names + sorted(IGNORED_LABELS):
                 raise ValueError(f"{gt_path}: video {vid}: unknown label {label!r} "
                                  f"(not one of the {len(self.class_names)} classes)")

@@ -6,6 +6,8 @@
 Every number of the recipe is an argparse default below; flag names follow the release.
 """
 import argparse
+import csv
+import io
 import math
 import os
 import signal
@@ -223,9 +225,10 @@ def format_table(metrics):
         head.append("AVG")
         row.append(f"{m.mean():.1f}")
     width = [max(len(h), len(r)) for h, r in zip(head, row)]
-    return "\n".join("  ".join(s.rjust(w) for s, w in zip(line, width)) for line in (head, row)) + \
-        f"\nclassification accuracy {metrics['cls_acc'] * 100:.1f}%; binary actionness accuracy against the " \
-        f"frame labels (Table 5): A^bin {metrics['A_bin_acc'] * 100:.1f}%, A_ca^bin {metrics['A_ca_bin_acc'] * 100:.1f}%"
+    table = "\n".join("  ".join(s.rjust(w) for s, w in zip(line, width)) for line in (head, row))
+    return (f"{table}\nclassification accuracy {metrics['cls_acc'] * 100:.1f}%; binary actionness accuracy "
+            f"against the frame labels (Table 5): A^bin {metrics['A_bin_acc'] * 100:.1f}%, "
+            f"A_ca^bin {metrics['A_ca_bin_acc'] * 100:.1f}%")
 
 
 def write_results(out_dir, metrics, predictions):
@@ -313,19 +316,23 @@ def predict_folder(args, device, model_file, out_dir):
     model, class_names = model_from_checkpoint(args, model_file, device)
     model.eval()
     videos = feature_files(args.predict_dir)
-    results, rows = {}, ["video,label,start,end,score"]
+    results, table = {}, io.StringIO()
+    rows = csv.writer(table, lineterminator="\n")
+    rows.writerow(["video", "label", "start", "end", "score"])
     for vid, read in videos.items():
         feats = read()                                                    # [T_v, 2048]
         x = torch.from_numpy(feats[uniform_indices(len(feats), args.num_segments)])[None].to(device)
         out = model(x)
         _, _, detections = localize_video(out, len(feats), args)
         results[vid] = as_records(detections, class_names)
-        rows += [f"{vid},{d['label']},{d['segment'][0]:.2f},{d['segment'][1]:.2f},{d['score']:.4f}" for d in results[vid]]
+        rows.writerows([vid, d["label"], f"{d['segment'][0]:.2f}", f"{d['segment'][1]:.2f}", f"{d['score']:.4f}"]
+                       for d in results[vid])
         if args.plot:
             plot_detections(out, len(feats), detections, class_names, args, vid)
     save_json({"version": "AICL", "results": results, "external_data": {}}, os.path.join(out_dir, "predictions.json"))
-    save_text("\n".join(rows) + "\n", os.path.join(out_dir, "detections.csv"))
-    print(f"{len(videos)} videos, {len(rows) - 1} detections ({len(class_names)} classes) written to "
+    save_text(table.getvalue(), os.path.join(out_dir, "detections.csv"))
+    n_detections = sum(map(len, results.values()))
+    print(f"{len(videos)} videos, {n_detections} detections ({len(class_names)} classes) written to "
           f"{out_dir}/predictions.json and detections.csv" + (f", figures in {out_dir}/plots/" if args.plot else ""))
     return results
 
@@ -410,7 +417,8 @@ def train(args, device):
     def checkpoint(name):
         save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                     "best_mAP": best_mAP, "best_metrics": best_metrics, "class_names": class_names,
-                    "args": {k: v for k, v in vars(args).items() if k != "explicit"}, "consistent": consistent, "torch_rng": torch.get_rng_state()},
+                    "args": {k: v for k, v in vars(args).items() if k != "explicit"}, "consistent": consistent,
+                    "torch_rng": torch.get_rng_state()},
                    os.path.join(out_dir, name))
 
     print(f"training on {len(train_set)} videos ({steps_per_epoch} steps/epoch, {total_steps} steps) on {device}")

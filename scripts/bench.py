@@ -179,7 +179,8 @@ def main_bench(argv=None):
     if opts.json:
         print(json.dumps({"device": str(device), "matmul_gflops": rate / 1e9, "train_step_s": step_s,
                           "train_step_floor_s": floor, "batch_fetch_s": fetch_s, "test_pass_s": test_s,
-                          "forward_only_s": forward_s, "eval_s": eval_s, "anet_eval_s": anet_eval_s, "feature_load_s": load_s}))
+                          "forward_only_s": forward_s, "eval_s": eval_s, "anet_eval_s": anet_eval_s,
+                          "feature_load_s": load_s}))
 
 
 if __name__ == "__main__":
