@@ -9,7 +9,7 @@ DATASET="${1:-}"
 case "$DATASET" in
   anet12) DEFAULT_PATH=data/ActivityNet1.2 ;;
   anet13) DEFAULT_PATH=data/ActivityNet1.3 ;;
-  *) echo "usage: bash scripts/train_anet.sh anet12|anet13 [main.py flags]" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/train_anet.sh (or inference_anet.sh) anet12|anet13 [main.py flags]" >&2; exit 2 ;;
 esac
 shift
 DATA_PATH="${DATA_PATH:-$DEFAULT_PATH}"
