@@ -53,6 +53,15 @@ def read_json(path):
         raise ValueError(f"{path}: not valid JSON ({e})") from None
 
 
+def read_database(gt_path):
+    """gt.json's content and its "database" object; an error names the file when either is missing."""
+    gt = read_json(gt_path)
+    database = gt.get("database") if isinstance(gt, dict) else None
+    if not isinstance(database, dict):
+        raise ValueError(f"{gt_path}: no 'database' object")
+    return gt, database
+
+
 def read_split(path):
     """Video ids, one per line (blank lines ignored)."""
     if not os.path.isfile(path):
@@ -69,9 +78,7 @@ def load_class_names(data_path, dataset):
     if dataset == "thumos14":
         return list(THUMOS14_CLASSES)
     gt_path = os.path.join(data_path, "gt.json")
-    database = read_json(gt_path).get("database")
-    if not isinstance(database, dict):
-        raise ValueError(f"{gt_path}: no 'database' object")
+    _, database = read_database(gt_path)
     labels = sorted({a["label"] for entry in database.values() if isinstance(entry, dict)
                      for a in entry.get("annotations") or []
                      if isinstance(a, dict) and isinstance(a.get("label"), str)})
@@ -131,12 +138,10 @@ class FeatureDataset(torch.utils.data.Dataset):
             raise ValueError(f"sampling must be 'random' or 'uniform', got {sampling!r}")
         self.data_path, self.split, self.num_segments, self.sampling = data_path, split, num_segments, sampling
         self.class_names = list(class_names)
+        self.class_index = {name: c for c, name in enumerate(self.class_names)}
         self.seed, self.epoch = seed, 0
         gt_path = os.path.join(data_path, "gt.json")
-        self.gt = read_json(gt_path)
-        database = self.gt.get("database") if isinstance(self.gt, dict) else None
-        if not isinstance(database, dict):
-            raise ValueError(f"{gt_path}: no 'database' object")
+        self.gt, database = read_database(gt_path)
         vids = read_split(os.path.join(data_path, f"split_{split}.txt"))
         missing = [v for v in vids if v not in database]
         if missing:
@@ -175,13 +180,13 @@ class FeatureDataset(torch.utils.data.Dataset):
             if not (np.isfinite(t0) and np.isfinite(t1) and t0 <= t1):
                 raise ValueError(f"{gt_path}: video {vid}: segment {a['segment']!r} is not [start, end] "
                                  f"with start <= end")
-            if not isinstance(label, str) or label not in self.class_names + sorted(IGNORED_LABELS):
+            if not isinstance(label, str) or not (label in self.class_index or label in IGNORED_LABELS):
                 raise ValueError(f"{gt_path}: video {vid}: unknown label {label!r} "
                                  f"(not one of the {len(self.class_names)} classes)")
             if label in IGNORED_LABELS:
                 self.ignored += 1
             else:
-                out.append((self.class_names.index(label), t0, t1))
+                out.append((self.class_index[label], t0, t1))
         return out
 
     def _multi_hot(self, anns):

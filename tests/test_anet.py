@@ -102,3 +102,9 @@ def test_activitynet_scripts(tmp_path):
     missing = subprocess.run(["bash", "scripts/train_anet.sh", "anet13"], cwd=REPO, capture_output=True, text=True,
                              env=dict(os.environ, DATA_PATH=str(tmp_path / "none")))
     assert missing.returncode == 1 and "No dataset found" in missing.stderr
+
+
+def test_gt_json_without_a_database_object_is_a_clean_error(tmp_path):
+    (tmp_path / "gt.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"gt\.json: no 'database' object"):
+        load_class_names(str(tmp_path), "anet12")
