@@ -104,19 +104,26 @@ def load_features(root, vid):
     return np.concatenate([rgb, flow], axis=1)
 
 
+def check_features(arr, width, where):
+    """``arr`` as float32 [T, width]; a wrong shape, no snippet, non-numbers or NaN/Inf is an error
+    naming ``where`` (a file, or a file and a video)."""
+    arr = np.asarray(arr)
+    if arr.ndim != 2 or arr.shape[1] != width:
+        raise ValueError(f"{where}: expected shape [T, {width}], found {list(arr.shape)}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{where}: empty features (0 snippets)")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"{where}: features of type {arr.dtype} are not numbers")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{where}: contains NaN or Inf")
+    return arr.astype(np.float32, copy=False)
+
+
 def read_feature_file(path, width, what=""):
-    """A [T, width] float32 array from a .npy file; missing, misshapen, empty or non-finite is an error
-    naming the file."""
+    """A checked [T, width] float32 array from a .npy file (see check_features)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: feature file not found{what}")
-    arr = np.load(path)
-    if arr.ndim != 2 or arr.shape[1] != width:
-        raise ValueError(f"{path}: expected shape [T, {width}], found {list(arr.shape)}")
-    if arr.shape[0] == 0:
-        raise ValueError(f"{path}: empty feature file (0 snippets)")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{path}: contains NaN or Inf")
-    return arr.astype(np.float32, copy=False)
+    return check_features(np.load(path), width, path)
 
 
 def load_joint_features(path):

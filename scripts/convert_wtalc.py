@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dataset import IGNORED_LABELS, STREAM_DIM  # noqa: E402
+from dataset import IGNORED_LABELS, STREAM_DIM, check_features  # noqa: E402
 
 FEATURES_SUFFIX = "-I3D-JOINTFeatures.npy"
 PER_VIDEO_FILES = ("videoname", "segments", "subset", "duration")
@@ -127,15 +127,7 @@ def parse_video(i, arrays, classlist, ann_dir, label_path):
 
 def split_streams(feat, path, vid):
     """(rgb, flow) float32 [T, 1024] halves of a joint [T, 2048] feature array, checked."""
-    feat = np.asarray(feat)
-    if feat.ndim != 2 or feat.shape[0] == 0 or feat.shape[1] != 2 * STREAM_DIM:
-        raise ValueError(f"{path}: video {vid}: expected shape [T, {2 * STREAM_DIM}] with T >= 1, "
-                         f"found {list(feat.shape)}")
-    if not np.issubdtype(feat.dtype, np.number):
-        raise ValueError(f"{path}: video {vid}: features of type {feat.dtype} are not numbers")
-    if not np.isfinite(feat).all():
-        raise ValueError(f"{path}: video {vid}: features contain NaN or Inf")
-    feat = feat.astype(np.float32, copy=False)
+    feat = check_features(feat, 2 * STREAM_DIM, f"{path}: video {vid}")
     return feat[:, :STREAM_DIM], feat[:, STREAM_DIM:]
 
 
