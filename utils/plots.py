@@ -8,12 +8,13 @@ into a temporary file of the target folder, then moved over the target with os.r
 from __future__ import annotations
 
 import os
-import uuid
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from .io import write_atomic
 
 VIDEO_FIGSIZE = (12.0, 6.0)  # inches; at DPI: 1200 x 600 pixels
 SERIES_FIGSIZE = (8.0, 4.5)  # 800 x 450 pixels
@@ -24,26 +25,9 @@ MIN_BAR_ALPHA = 0.25  # opacity of the lowest-scored detection bar shown (the be
 
 
 def _save_atomic(fig: Figure, path) -> str:
-    """Render fig as a PNG at path through a temporary file of the same folder; returns the path as a string.
-
-    Raises OSError naming the folder when it does not exist and cannot be created.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as err:
-        raise OSError(f"cannot write plot {path!r}: cannot create folder {folder!r} ({err.strerror})") from err
-    # open(..., "x") rather than tempfile.mkstemp: the PNG gets the umask's permissions, not 0600
-    temp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(temp, "xb") as file:
-            FigureCanvasAgg(fig).print_png(file)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
-    return path
+    """Render fig as a PNG at path atomically (utils.io.write_atomic); returns the path as a string."""
+    write_atomic(path, FigureCanvasAgg(fig).print_png)
+    return os.fspath(path)
 
 
 def _class_colors(names) -> dict:
