@@ -135,10 +135,11 @@ class FeatureDataset(torch.utils.data.Dataset):
     """One split of an I3D feature dataset (train: 'random' sampling; test: 'uniform').
 
     Items: features [num_segments, 2048] float32, multi-hot label [C], video id, original length T_v.
+    ``only``: use just these videos of the split (e.g. training videos held out for model selection).
     ``set_epoch`` makes the random sampling of an epoch depend only on (seed, epoch, item).
     """
 
-    def __init__(self, data_path, split, num_segments, sampling, class_names=THUMOS14_CLASSES, seed=1):
+    def __init__(self, data_path, split, num_segments, sampling, class_names=THUMOS14_CLASSES, seed=1, only=None):
         if num_segments < 1:
             raise ValueError(f"num_segments must be >= 1, got {num_segments}")
         if sampling not in ("random", "uniform"):
@@ -150,6 +151,9 @@ class FeatureDataset(torch.utils.data.Dataset):
         gt_path = os.path.join(data_path, "gt.json")
         self.gt, database = read_database(gt_path)
         vids = read_split(os.path.join(data_path, f"split_{split}.txt"))
+        if only is not None:                               # a part of the split (held-out videos for selection)
+            only = set(only)
+            vids = [v for v in vids if v in only]
         missing = [v for v in vids if v not in database]
         if missing:
             raise ValueError(f"{gt_path}: {len(missing)} video(s) of split_{split}.txt are not in it, "

@@ -10,6 +10,7 @@ import csv
 import io
 import math
 import os
+import shutil
 import signal
 import sys
 
@@ -18,12 +19,13 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from dataset import (CLASS_COUNTS, FEATURE_FPS, SNIPPET_FRAMES, THUMOS14_CLASSES, FeatureDataset, load_class_names,
-                     load_features, load_joint_features, uniform_indices)
+import checkpoint
+from checkpoint import build_model
+from dataset import (CLASS_COUNTS, FEATURE_FPS, SNIPPET_FRAMES, FeatureDataset, load_class_names, load_features,
+                     load_joint_features, read_split, uniform_indices)
 from eval import THUMOS_TIOU, evaluate_detection, load_ground_truth
 from losses import RELEASE_WEIGHTS, total_loss
-from model import AICL, load_weights
-from utils.io import save_json, save_text, save_torch
+from utils.io import save_json, save_text
 from utils.plots import plot_series, plot_video
 from utils.proposals import localize, select_classes
 
@@ -44,9 +46,16 @@ DATASET_DEFAULTS = {
 }
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """A mistyped or missing flag is one line naming main.py (also when a runner script passed it on)."""
+
+    def error(self, message):
+        self.exit(2, f"main.py: error: {message} (python3 main.py --help lists the flags)\n")
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                allow_abbrev=False)
+    p = ArgumentParser(prog="main.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       allow_abbrev=False)
     # data
     p.add_argument("--dataset", default="thumos14", choices=sorted(CLASS_COUNTS),
                    help="selects the class list and the defaults marked (*) (see DATASET_DEFAULTS)")
@@ -81,7 +90,14 @@ def parse_args(argv=None):
                    help="embedding spaces of L_c (release: E,E_R,E_F; paper: E_R,E_F)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--detection_inf_step", type=int, default=50, help="evaluate every this many steps")
-    p.add_argument("--resume", default=None, help="checkpoint to continue training from (e.g. ckpt/aicl/last.pt)")
+    p.add_argument("--resume", default=None,
+                   help="a run's last.pt to continue (e.g. ckpt/aicl/last.pt): its settings come back; a differing "
+                        "flag is refused except " + ", ".join(f"--{k}" for k in checkpoint.RESUME_FREE))
+    p.add_argument("--val_split", default=None, metavar="FILE",
+                   help="video ids (one a line) of training videos held out to select best.pt; test is scored once, "
+                        "at the end (default: select on test, as the release does)")
+    p.add_argument("--val_fraction", type=float, default=None, metavar="F",
+                   help="hold out this fraction of the training videos (a fixed draw) to select best.pt")
     # inference and post-processing
     p.add_argument("--inference_only", action="store_true")
     p.add_argument("--model_file", default=None, help="checkpoint to evaluate (ours or the release's CAS_Only.pkl)")
@@ -98,7 +114,8 @@ def parse_args(argv=None):
                    help="weight of the class score in the proposal score (release: also the OIC inflation)")
     p.add_argument("--inflation", type=float, default=None, help="outer-region inflation (default: --gamma)")
     p.add_argument("--scale", type=int, default=24, help="upsampling factor of the curves")
-    p.add_argument("--soft_nms", action="store_true", help="soft-NMS (the release scripts pass it) instead of NMS")
+    p.add_argument("--soft_nms", action=argparse.BooleanOptionalAction, default=False,
+                   help="soft-NMS (the release scripts pass it; a bare CAS_Only.pkl gets it) instead of NMS")
     p.add_argument("--nms_thresh", type=float, default=0.4)
     p.add_argument("--nms_alpha", type=float, default=0.35)
     p.add_argument("--feature_fps", type=int, default=FEATURE_FPS)
@@ -108,6 +125,8 @@ def parse_args(argv=None):
     # output
     p.add_argument("--exp_name", default="aicl")
     p.add_argument("--output_dir", default="ckpt", help="checkpoints, logs and results go to OUTPUT_DIR/EXP_NAME/")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train into an OUTPUT_DIR/EXP_NAME that holds a run: its outputs and logs are removed first")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     args = p.parse_args(argv)
     given = {a.split("=")[0] for a in (sys.argv[1:] if argv is None else argv) if a.startswith("--")}
@@ -125,18 +144,36 @@ def parse_args(argv=None):
         p.error(f"--num_segments must be >= 1, got {args.num_segments}")
     if args.inflation is None:
         args.inflation = args.gamma
+        if "gamma" in args.explicit:
+            args.explicit.add("inflation")          # follows the --gamma given, not a checkpoint's inflation
+    if args.plot and not args.predict_dir:
+        p.error("--plot draws the videos of --predict_dir; for test videos use --plot_video VID")
+    if args.predict_dir and not args.inference_only:
+        p.error("--predict_dir needs --inference_only (it localizes actions with a trained --model_file)")
+    if args.resume and args.inference_only:
+        p.error("--resume continues training; to evaluate a checkpoint give it as --model_file")
+    if args.val_split and args.val_fraction is not None:
+        p.error("give --val_split or --val_fraction, not both")
+    if args.val_fraction is not None and not 0 < args.val_fraction < 1:
+        p.error(f"--val_fraction must be between 0 and 1, got {args.val_fraction}")
     return args
 
 
 def resolve_device(name):
+    """The torch device of --device; a name torch does not know, or a GPU this machine lacks, is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def build_model(args, num_classes):
-    return AICL(num_classes, embed_dim=args.embed_dim, gamma=args.cas_weight, topk_ratio=args.topk_ratio,
-                mine_ratio=args.mine_ratio, aware_fusion=args.aware_fusion, agnostic_fusion=args.agnostic_fusion)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name}: not a device (auto, cpu, cuda, cuda:N, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: this PyTorch ({torch.__version__}) sees no CUDA GPU; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: only {torch.cuda.device_count()} CUDA GPU(s) present")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {name}: MPS is not available here; use --device cpu")
+    return device
 
 
 def localize_video(out, T_v, args):
@@ -205,9 +242,12 @@ def evaluate(model, dataset, args, device):
     predictions, stats = predict(model, dataset, args, device)
     # Classes with no ground truth in the subset do not enter the ActivityNet mAP (the demo data uses
     # 6 of the 20 classes); leave them out here so the evaluator's error is kept for foreign files.
-    gt_classes = set(load_ground_truth(dataset.gt, args.test_subset).classes)
+    gt, subset = dataset.gt, args.test_subset
+    if dataset.split == "train":        # held-out training videos (--val_split/--val_fraction): exactly those
+        gt, subset = {"database": {v: dict(gt["database"][v], subset="held_out") for v in dataset.vids}}, "held_out"
+    gt_classes = set(load_ground_truth(gt, subset).classes)
     scored = {vid: [d for d in dets if d["label"] in gt_classes] for vid, dets in predictions["results"].items()}
-    det = evaluate_detection(dataset.gt, scored, subset=args.test_subset, tiou_thresholds=args.tiou)
+    det = evaluate_detection(gt, scored, subset=subset, tiou_thresholds=args.tiou)
     metrics = {"tiou": list(args.tiou), "mAP": [float(m) for m in det["mAP"]],
                "average_mAP": float(det["average_mAP"]), **stats,
                "ap_per_class": {c: [float(a) for a in ap] for c, ap in det["ap_per_class"].items()}}
@@ -236,71 +276,20 @@ def write_results(out_dir, metrics, predictions):
     save_json(metrics, os.path.join(out_dir, "metrics.json"))
 
 
-def load_checkpoint(path):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({e})") from None
-
-
-MODEL_SETTINGS = ("embed_dim", "aware_fusion", "agnostic_fusion", "cas_weight", "topk_ratio", "mine_ratio")
-
-
-def model_from_checkpoint(args, model_file, device, class_names=None):
-    """The model stored in ``model_file`` and its class names.
-
-    Our checkpoints carry the class list and the settings they were trained with; those settings
-    replace the defaults (a flag given on the command line still wins). The release's CAS_Only.pkl is
-    a bare state_dict: its classes are THUMOS14's when it has 20 of them, else --class_names must name
-    them. With ``class_names`` (a dataset's), a checkpoint trained on other classes is refused.
-    """
-    state = load_checkpoint(model_file)
-    if not isinstance(state, dict):
-        raise ValueError(f"{model_file}: not a state_dict or an AICL checkpoint")
-    ours = isinstance(state.get("model"), dict)
-    for key in MODEL_SETTINGS:
-        if ours and key in state.get("args", {}) and key not in args.explicit:
-            setattr(args, key, state["args"][key])
-    saved = state.get("class_names") if ours else None
-    if args.class_names:
-        saved = read_class_names(args.class_names)
-    if class_names is not None and saved is not None and list(saved) != list(class_names):
-        raise ValueError(f"{model_file}: trained on {len(saved)} classes ({saved[:3]}...) that differ from the "
-                         f"dataset's {len(class_names)} ({list(class_names)[:3]}...)")
-    if class_names is None:
-        class_names = saved
-    if class_names is None:
-        cls_weight = None if ours else state.get("actionness_module.cls.0.weight")
-        if cls_weight is None or cls_weight.shape[0] != len(THUMOS14_CLASSES):
-            raise ValueError(f"{model_file}: the checkpoint carries no class names; give them with --class_names FILE")
-        print(f"{model_file} carries no class names: using the THUMOS14 class list (the release's format)")
-        class_names = list(THUMOS14_CLASSES)
-    model = build_model(args, len(class_names)).to(device)
-    load_weights(model, state, source=model_file)
-    return model, list(class_names)
-
-
-def read_class_names(path):
-    """One class name per line."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: class-name file not found")
-    with open(path) as f:
-        names = [line.strip() for line in f if line.strip()]
-    if not names:
-        raise ValueError(f"{path}: no class names in it")
-    return names
-
-
 def run_inference(args, device):
+    """Evaluate --model_file (default OUTPUT_DIR/EXP_NAME/best.pt) on the test split, or localize actions in
+    --predict_dir, with the settings the checkpoint carries unless given on the command line."""
     out_dir = os.path.join(args.output_dir, args.exp_name)
     model_file = args.model_file or os.path.join(out_dir, "best.pt")
+    state = checkpoint.load(model_file)
+    checkpoint.restore(args, state, model_file)
     if args.predict_dir:
-        return predict_folder(args, device, model_file, out_dir)
-    class_names = load_class_names(args.data_path, args.dataset)
+        return predict_folder(args, device, state, model_file, out_dir)
+    class_names = checkpoint.class_names_of(state, model_file, args.class_names,
+                                            load_class_names(args.data_path, args.dataset))
     test_set = FeatureDataset(args.data_path, "test", args.num_segments, "uniform", class_names, args.seed)
-    model, _ = model_from_checkpoint(args, model_file, device, class_names)
+    check_plot_videos(args.plot_video, test_set.vids, f"the test split of {args.data_path}")
+    model = checkpoint.load_model(state, args, len(class_names), device, model_file)
     metrics, predictions = evaluate(model, test_set, args, device)
     write_results(out_dir, metrics, predictions)
     print(f"model {model_file} on {args.data_path} ({len(test_set)} test videos)")
@@ -309,13 +298,21 @@ def run_inference(args, device):
     return metrics
 
 
+def check_plot_videos(plot_video, vids, where):
+    unknown = sorted(set(plot_video) - set(vids))
+    if unknown:
+        raise ValueError(f"--plot_video: {', '.join(unknown)} not among the {len(vids)} videos of {where}")
+
+
 @torch.no_grad()
-def predict_folder(args, device, model_file, out_dir):
+def predict_folder(args, device, state, model_file, out_dir):
     """Localize actions in videos without ground truth: predictions.json, detections.csv and, with
-    --plot, one PNG per video under OUTPUT_DIR/EXP_NAME/."""
-    model, class_names = model_from_checkpoint(args, model_file, device)
+    --plot (or --plot_video VID), one PNG per video under OUTPUT_DIR/EXP_NAME/."""
+    class_names = checkpoint.class_names_of(state, model_file, args.class_names)
+    model = checkpoint.load_model(state, args, len(class_names), device, model_file)
     model.eval()
     videos = feature_files(args.predict_dir)
+    check_plot_videos(args.plot_video, videos, args.predict_dir)
     results, table = {}, io.StringIO()
     rows = csv.writer(table, lineterminator="\n")
     rows.writerow(["video", "label", "start", "end", "score"])
@@ -327,13 +324,15 @@ def predict_folder(args, device, model_file, out_dir):
         results[vid] = as_records(detections, class_names)
         rows.writerows([vid, d["label"], f"{d['segment'][0]:.2f}", f"{d['segment'][1]:.2f}", f"{d['score']:.4f}"]
                        for d in results[vid])
-        if args.plot:
+        if args.plot or vid in args.plot_video:
             plot_detections(out, len(feats), detections, class_names, args, vid)
     save_json({"version": "AICL", "results": results, "external_data": {}}, os.path.join(out_dir, "predictions.json"))
     save_text(table.getvalue(), os.path.join(out_dir, "detections.csv"))
     n_detections = sum(map(len, results.values()))
-    print(f"{len(videos)} videos, {n_detections} detections ({len(class_names)} classes) written to "
-          f"{out_dir}/predictions.json and detections.csv" + (f", figures in {out_dir}/plots/" if args.plot else ""))
+    n_detected = len({d["label"] for dets in results.values() for d in dets})
+    print(f"{len(videos)} videos, {n_detections} detections of {n_detected} classes (of the checkpoint's "
+          f"{len(class_names)}) written to {out_dir}/predictions.json and detections.csv"
+          + (f", figures in {out_dir}/plots/" if args.plot or args.plot_video else ""))
     return results
 
 
@@ -341,6 +340,8 @@ def feature_files(folder):
     """{video id: loader of [T_v, 2048] features} for rgb/VID.npy + flow/VID.npy or VID.npy files."""
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder}: folder not found")
+    if os.path.isdir(os.path.join(folder, "rgb")) and any(f.endswith(".npy") for f in os.listdir(folder)):
+        raise ValueError(f"{folder}: holds both rgb/ (+ flow/) and VID.npy files; keep one layout per folder")
     if os.path.isdir(os.path.join(folder, "rgb")):
         vids = sorted(f[:-4] for f in os.listdir(os.path.join(folder, "rgb")) if f.endswith(".npy"))
         videos = {v: (lambda v=v: load_features(folder, v)) for v in vids}
@@ -391,40 +392,58 @@ class StopRequest:
             signal.signal(s, handler)
 
 
-def train(args, device):
+def train(args, device, resumed=None):
+    """Train, evaluating every --detection_inf_step steps on the selection set (test, as the release does,
+    or training videos held out by --val_split/--val_fraction); ``resumed`` is the --resume checkpoint."""
     from torch.utils.tensorboard import SummaryWriter
 
     out_dir = os.path.join(args.output_dir, args.exp_name)
+    if resumed is None or os.path.abspath(out_dir) != os.path.dirname(os.path.abspath(args.resume)):
+        claim_output_dir(out_dir, args.overwrite)
     class_names = load_class_names(args.data_path, args.dataset)
-    train_set = FeatureDataset(args.data_path, "train", args.num_segments, "random", class_names, args.seed)
+    train_ids, held_out = held_out_videos(args)
+    train_set = FeatureDataset(args.data_path, "train", args.num_segments, "random", class_names, args.seed,
+                               only=train_ids)
     test_set = FeatureDataset(args.data_path, "test", args.num_segments, "uniform", class_names, args.seed)
+    select_set, select_name = test_set, "test"
+    if held_out:
+        select_set = FeatureDataset(args.data_path, "train", args.num_segments, "uniform", class_names, args.seed,
+                                    only=held_out)
+        select_name = "val"
+    check_plot_videos(args.plot_video, test_set.vids, f"the test split of {args.data_path}")
     model = build_model(args, len(class_names)).to(device)
+    if resumed is not None:
+        model = checkpoint.load_model(resumed, args, len(class_names), device, args.resume)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999), weight_decay=args.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / args.batch_size)
     total_steps = steps_per_epoch * args.num_epochs
     if args.max_steps:
         total_steps = min(total_steps, args.max_steps)
     step, best_mAP, best_metrics, consistent = 0, -1.0, None, []   # consistent: [step, snippets] (Fig. 3)
-    if args.resume:
-        state = load_checkpoint(args.resume)
-        load_weights(model, state, source=args.resume)
-        optimizer.load_state_dict(state["optimizer"])
-        step, best_mAP, best_metrics = state["step"], state["best_mAP"], state["best_metrics"]
-        consistent = state["consistent"]
-        torch.set_rng_state(state["torch_rng"])
-    writer = SummaryWriter(os.path.join(out_dir, "logs"))
+    best_file = None                                                # where the best checkpoint so far lives
+    if resumed is not None:
+        optimizer.load_state_dict(resumed["optimizer"])
+        step, best_mAP, best_metrics = resumed["step"], resumed["best_mAP"], resumed["best_metrics"]
+        consistent = resumed["consistent"]
+        torch.set_rng_state(resumed["torch_rng"])
+        if best_metrics is not None and os.path.isfile(os.path.join(os.path.dirname(args.resume), "best.pt")):
+            best_file = os.path.join(os.path.dirname(args.resume), "best.pt")
 
-    def checkpoint(name):
-        save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                    "best_mAP": best_mAP, "best_metrics": best_metrics, "class_names": class_names,
-                    "args": {k: v for k, v in vars(args).items() if k != "explicit"}, "consistent": consistent,
-                    "torch_rng": torch.get_rng_state()},
-                   os.path.join(out_dir, name))
+    def save(name, resumable=False):
+        """best.pt: what inference needs; last.pt also what resuming needs (the optimizer's state)."""
+        state = dict(optimizer=optimizer, best_mAP=best_mAP, consistent=consistent,
+                     torch_rng=torch.get_rng_state()) if resumable else {}
+        checkpoint.save(os.path.join(out_dir, name), model, args, class_names, step=step, best_metrics=best_metrics,
+                        **state)
 
-    print(f"training on {len(train_set)} videos ({steps_per_epoch} steps/epoch, {total_steps} steps) on {device}")
+    print(f"training on {len(train_set)} videos ({steps_per_epoch} steps/epoch, {total_steps} steps) on {device}; "
+          + (f"best.pt selected on {len(select_set)} held-out training videos, test scored once at the end"
+             if held_out else "best.pt selected by test mAP (the release's recipe)"))
     if step == 0:
-        metrics, _ = evaluate(model, test_set, args, device)
-        print(f"step 0 (untrained): mAP {metrics['average_mAP'] * 100:.2f}  cls_acc {metrics['cls_acc'] * 100:.1f}")
+        metrics, _ = evaluate(model, select_set, args, device)
+        print(f"step 0 (untrained): {select_name} mAP {metrics['average_mAP'] * 100:.2f}  "
+              f"cls_acc {metrics['cls_acc'] * 100:.1f}")
+    writer = SummaryWriter(os.path.join(out_dir, "logs"), purge_step=step or None)   # a resumed run drops later events
     bar = tqdm(total=total_steps, initial=step, dynamic_ncols=True)
     with StopRequest() as stop:
         while step < total_steps and not stop.signum:
@@ -441,32 +460,94 @@ def train(args, device):
                 bar.update(1)
                 bar.set_postfix({k: f"{terms[k]:.3f}" for k in ("total", "L_a", "L_ca", "L_mc", "L_ac", "L_c")})
                 if step % args.detection_inf_step == 0 or step == total_steps:
-                    metrics, predictions = evaluate(model, test_set, args, device)
-                    log_metrics(writer, metrics, step)
+                    metrics, predictions = evaluate(model, select_set, args, device)
+                    log_metrics(writer, metrics, step, select_name)
                     if metrics["average_mAP"] > best_mAP:
                         best_mAP = metrics["average_mAP"]
-                        best_metrics = dict(metrics, step=step)
-                        checkpoint("best.pt")
-                        write_results(out_dir, best_metrics, predictions)
-                    checkpoint("last.pt")
-                    save_json(dict(metrics, step=step), os.path.join(out_dir, "last_metrics.json"))
+                        best_metrics = dict(metrics, step=step, selected_on=select_name)
+                        save("best.pt")
+                        best_file = os.path.join(out_dir, "best.pt")
+                        if not held_out:
+                            write_results(out_dir, best_metrics, predictions)
+                    save("last.pt", resumable=True)
+                    save_json(dict(metrics, step=step, split=select_name), os.path.join(out_dir, "last_metrics.json"))
                     plot_consistent(consistent, args, os.path.join(out_dir, "consistent_segments.png"))
-                    bar.write(f"step {step}: mAP {metrics['average_mAP'] * 100:.2f}  best {best_mAP * 100:.2f}  "
-                              f"cls_acc {metrics['cls_acc'] * 100:.1f}")
+                    bar.write(f"step {step}: {select_name} mAP {metrics['average_mAP'] * 100:.2f}  "
+                              f"best {best_mAP * 100:.2f}  cls_acc {metrics['cls_acc'] * 100:.1f}")
                 if step == total_steps or stop.signum:
                     break
     bar.close()
     writer.close()
     if stop.signum:
-        checkpoint("last.pt")
+        save("last.pt", resumable=True)
         print(f"interrupted by {signal.Signals(stop.signum).name} after step {step}; resumable checkpoint "
               f"written: continue with --resume {out_dir}/last.pt", file=sys.stderr)
         raise SystemExit(128 + stop.signum)
-    if best_metrics is not None:
-        print(f"best checkpoint (by test mAP, as the release selects): {out_dir}/best.pt, "
-              f"step {best_metrics['step']}")
-        print(format_table(best_metrics))
+    if best_file is None:
+        return best_metrics
+    if held_out:
+        best_metrics = test_best(best_file, args, test_set, device, out_dir)
+        print(f"best checkpoint (by validation mAP on {len(select_set)} held-out training videos): {best_file}, "
+              f"step {best_metrics['step']}; test, scored once:")
+    else:
+        print(f"best checkpoint (by test mAP, as the release selects): {best_file}, step {best_metrics['step']}")
+    print(format_table(best_metrics))
     return best_metrics
+
+
+def test_best(best_file, args, test_set, device, out_dir):
+    """Score the checkpoint selected on validation data on the test split, once: metrics.json and
+    predictions.json hold these test numbers (with the validation mAP that chose it)."""
+    state = checkpoint.load(best_file)
+    model = checkpoint.load_model(state, args, len(test_set.class_names), device, best_file)
+    metrics, predictions = evaluate(model, test_set, args, device)
+    metrics = dict(metrics, step=state["step"], selected_on="val",
+                   val_average_mAP=state["best_metrics"]["average_mAP"])
+    write_results(out_dir, metrics, predictions)
+    return metrics
+
+
+def held_out_videos(args):
+    """(training videos to train on, training videos held out for model selection): --val_split's ids, or a
+    fixed draw of --val_fraction of split_train.txt (independent of --seed, so runs with other seeds select
+    on the same videos); (None, None) without either flag."""
+    if not args.val_split and args.val_fraction is None:
+        return None, None
+    train_file = os.path.join(args.data_path, "split_train.txt")
+    train_ids = read_split(train_file)
+    if args.val_split:
+        held = read_split(args.val_split)
+        unknown = sorted(set(held) - set(train_ids))
+        if unknown:
+            raise ValueError(f"{args.val_split}: {len(unknown)} video(s) not in {train_file}, e.g. {unknown[:3]}")
+    else:
+        n_held = round(args.val_fraction * len(train_ids))
+        held = np.random.default_rng(0).permutation(sorted(train_ids))[:n_held].tolist()
+    held = set(held)
+    if not held or len(held) == len(set(train_ids)):
+        raise ValueError(f"{args.val_split or '--val_fraction'}: holds out {len(held)} of the {len(set(train_ids))} "
+                         f"training videos; at least one must be held out and one left to train on")
+    return [v for v in train_ids if v not in held], held
+
+
+RUN_OUTPUTS = ("best.pt", "last.pt", "metrics.json", "last_metrics.json", "predictions.json", "log.csv",
+               "consistent_segments.png", "logs", "plots")
+
+
+def claim_output_dir(out_dir, overwrite):
+    """A new run needs a folder without another run's outputs; --overwrite removes them first (so that
+    the tensorboard curves of two runs never interleave)."""
+    present = [f for f in RUN_OUTPUTS if os.path.lexists(os.path.join(out_dir, f))]
+    if not present:
+        return
+    if not overwrite:
+        hint = f"continue it with --resume {out_dir}/last.pt, " if "last.pt" in present else ""
+        raise ValueError(f"{out_dir} already holds a run ({', '.join(present)}): {hint}replace it with --overwrite, "
+                         f"or choose another --exp_name / --output_dir")
+    for f in present:
+        path = os.path.join(out_dir, f)
+        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+    print(f"--overwrite: removed {', '.join(present)} from {out_dir}")
 
 
 def plot_consistent(consistent, args, path):
@@ -476,25 +557,38 @@ def plot_consistent(consistent, args, path):
                 f"snippets per video (of T = {args.num_segments})", title="Consistent segments during training")
 
 
-def log_metrics(writer, metrics, step):
-    writer.add_scalar("test/average_mAP", metrics["average_mAP"], step)
-    writer.add_scalar("test/cls_acc", metrics["cls_acc"], step)
+def log_metrics(writer, metrics, step, split="test"):
+    writer.add_scalar(f"{split}/average_mAP", metrics["average_mAP"], step)
+    writer.add_scalar(f"{split}/cls_acc", metrics["cls_acc"], step)
     for t, m in zip(metrics["tiou"], metrics["mAP"]):
-        writer.add_scalar(f"test/mAP@{t:g}", m, step)
+        writer.add_scalar(f"{split}/mAP@{t:g}", m, step)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    resumed = None
+    if args.resume:                                   # the run's settings come back before anything uses them
+        resumed = checkpoint.load(args.resume)
+        checkpoint.restore_run(args, resumed, args.resume)
     torch.manual_seed(args.seed)
     device = resolve_device(args.device)
     if args.inference_only:
         return run_inference(args, device)
-    return train(args, device)
+    return train(args, device, resumed)
 
 
-if __name__ == "__main__":
+def cli(argv=None):
+    """main() for the command line: a user's mistake or Ctrl-C before training started is one line on
+    stderr and a non-zero exit, not a traceback."""
     try:
-        main()
+        return main(argv)
     except (FileNotFoundError, ValueError) as err:     # bad input: the message names the file and the problem
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:                          # once training runs, StopRequest saves last.pt instead
+        print("error: interrupted (Ctrl-C) before the first training step; nothing to resume", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    cli()

@@ -18,5 +18,8 @@ if [ ! -f "$DATA_PATH/gt.json" ]; then
   echo "layout of README 'Data'; for a demo without data run: bash scripts/train.sh" >&2
   exit 1
 fi
-exec "$PYTHON" main.py --dataset "$DATASET" --data_path "$DATA_PATH" --exp_name "aicl_$DATASET" \
-  --batch_size 16 --lr 1e-4 --num_epochs 50 --detection_inf_step 500 --soft_nms --seed 1 "$@"
+RECIPE=(--batch_size 16 --lr 1e-4 --num_epochs 50 --detection_inf_step 500 --soft_nms --seed 1)
+for arg in "$@"; do
+  [ "$arg" != --inference_only ] || RECIPE=()     # a checkpoint brings its own settings (inference_anet.sh)
+done
+exec "$PYTHON" main.py --dataset "$DATASET" --data_path "$DATA_PATH" --exp_name "aicl_$DATASET" "${RECIPE[@]}" "$@"

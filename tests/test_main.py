@@ -56,8 +56,13 @@ def test_training_writes_checkpoints_and_results_atomically(trained):
     assert not [f for f in files if f.endswith(".tmp")]
     state = torch.load(os.path.join(out, "run", "best.pt"), weights_only=True)
     assert state["step"] == best["step"] and state["class_names"] == THUMOS14_CLASSES
-    assert state["best_mAP"] == pytest.approx(best["average_mAP"])
-    assert torch.load(os.path.join(out, "run", "last.pt"), weights_only=True)["step"] == 120
+    assert state["best_metrics"]["average_mAP"] == pytest.approx(best["average_mAP"])
+    assert state["args"]["num_segments"] == 32 and state["args"]["soft_nms"] is True
+    last = torch.load(os.path.join(out, "run", "last.pt"), weights_only=True)
+    assert last["step"] == 120 and "optimizer" in last
+    assert "optimizer" not in state                  # best.pt: what inference needs, no Adam state
+    assert os.path.getsize(os.path.join(out, "run", "best.pt")) < 0.5 * os.path.getsize(os.path.join(out, "run",
+                                                                                                     "last.pt"))
 
 
 @pytest.mark.slow
