@@ -207,3 +207,69 @@ def test_atomic_writes_leave_no_temporary_and_the_usual_permissions(tmp_path):
     with pytest.raises(TypeError):
         save_json({"bad": object()}, tmp_path / "m.json")             # a failed write keeps the old file
     assert json.load(open(tmp_path / "m.json")) == {"a": 1} and len(os.listdir(tmp_path)) == 2
+
+
+# --- a user's mistake: one line on stderr, a non-zero exit, no traceback --------------------------------------
+
+def one_line_error(proc, *expected):
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert all(e in lines[0] for e in expected), lines[0]
+
+
+@pytest.mark.parametrize("device, expected", [("foo", "--device foo: not a device"),
+                                              ("cuda", "--device cuda: this PyTorch")])
+def test_unusable_device_is_one_line(device, expected, tmp_path):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    proc = subprocess.run([sys.executable, "main.py", "--device", device, "--output_dir", str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    one_line_error(proc, expected)
+
+
+def test_mistyped_flag_through_a_runner_is_reported_as_main_py_s(tmp_path):
+    proc = subprocess.run(["bash", "scripts/predict.sh", str(tmp_path), "--lrr", "1"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHON=sys.executable))
+    one_line_error(proc, "main.py: error: unrecognized arguments: --lrr 1")
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--plot"], "--plot draws the videos of --predict_dir"),
+    (["--predict_dir", "x"], "--predict_dir needs --inference_only"),
+    (["--resume", "x", "--inference_only"], "--resume continues training"),
+    (["--val_fraction", "1.5"], "--val_fraction must be between 0 and 1"),
+])
+def test_flags_that_do_not_go_together(flags, expected):
+    proc = subprocess.run([sys.executable, "main.py"] + flags, cwd=REPO, capture_output=True, text=True, timeout=120)
+    one_line_error(proc, "main.py: error: " + expected)
+
+
+@pytest.mark.parametrize("where", ["FeatureDataset", "evaluate"])
+def test_ctrl_c_before_the_first_step_is_one_line_and_leaves_no_run(where, data, tmp_path, monkeypatch, capsys):
+    """Ctrl-C while the features load or during the step-0 evaluation (before StopRequest takes over)."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(main, where, interrupted)
+    argv = ["--data_path", data, "--output_dir", str(tmp_path), "--exp_name", "c", "--max_steps", "1"] + TINY
+    with pytest.raises(SystemExit) as stop:
+        main.cli(argv)
+    assert stop.value.code == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: interrupted (Ctrl-C) before the first training step; nothing to resume"]
+    monkeypatch.undo()
+    main.main(argv)                                           # nothing was left that refuses a new run
+
+
+def test_plot_video_must_name_a_test_video(data, tmp_path):
+    with pytest.raises(ValueError, match=r"--plot_video: video_nope not among the 6 videos of the test split"):
+        main.main(["--data_path", data, "--output_dir", str(tmp_path), "--max_steps", "1", "--plot_video",
+                   "video_nope"] + TINY)
+
+
+def test_folder_with_both_feature_layouts_is_refused(data, tmp_path):
+    folder = tmp_path / "both"
+    (folder / "rgb").mkdir(parents=True)
+    np.save(folder / "v.npy", np.zeros((4, 2048), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"both: holds both rgb/ \(\+ flow/\) and VID\.npy files"):
+        main.feature_files(str(folder))
