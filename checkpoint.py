@@ -91,8 +91,8 @@ def restore_run(args, state, source):
         elif now != v:
             raise ValueError(f"{source}: --{k} {format_value(now)} differs from the run's {format_value(v)}; "
                              f"a resumed run keeps its settings (drop the flag, or start a new run)")
-    if changed:
-        print(f"resuming {source} with " + ", ".join(changed))
+    print(f"resuming {source} (step {state.get('step')}) with the run's settings"
+          + (", changed: " + ", ".join(changed) if changed else ""))
 
 
 def format_value(v):

@@ -1,8 +1,6 @@
-"""End to end: train + inference through main.py and the shell scripts on generated data."""
+"""End to end: train + inference through main.py on generated data (the runner scripts: test_checkpoint.py)."""
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -11,7 +9,6 @@ import main
 from dataset import THUMOS14_CLASSES, FeatureDataset, make_synthetic_dataset
 from eval import THUMOS_TIOU, evaluate_files
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--num_segments", "32", "--batch_size", "8", "--num_epochs", "40", "--detection_inf_step", "30",
         "--soft_nms", "--seed", "1"]
 
@@ -100,22 +97,6 @@ def test_mismatched_checkpoint_is_refused_with_its_name(trained, tmp_path):
     with pytest.raises(ValueError, match="other.pkl"):
         main.main(["--data_path", data, "--output_dir", str(tmp_path), "--inference_only",
                    "--model_file", str(bad)] + TINY)
-
-
-@pytest.mark.slow
-def test_scripts_fall_back_to_the_demo_dataset(tmp_path):
-    env = dict(os.environ, DATA_PATH=str(tmp_path / "absent"), DEMO_PATH=str(tmp_path / "demo"),
-               MODEL_FILE=str(tmp_path / "ckpt" / "demo" / "best.pt"), PYTHON=sys.executable)
-    quick = ["--output_dir", str(tmp_path / "ckpt"), "--max_steps", "2", "--detection_inf_step", "2"]
-    train = subprocess.run(["bash", "scripts/train.sh"] + quick, cwd=REPO, env=env, capture_output=True,
-                           text=True, timeout=300)
-    assert train.returncode == 0, train.stderr
-    assert "DEMO MODE" in train.stdout and os.path.isfile(tmp_path / "demo" / "gt.json")
-    infer = subprocess.run(["bash", "scripts/inference.sh", "--output_dir", str(tmp_path / "ckpt")], cwd=REPO,
-                           env=env, capture_output=True, text=True, timeout=300)
-    assert infer.returncode == 0, infer.stderr
-    assert "DEMO MODE" in infer.stdout and "AVG(0.1:0.7)" in infer.stdout
-    assert os.path.isfile(tmp_path / "ckpt" / "demo" / "predictions.json")
 
 
 def test_resume_continues_exactly(trained, tmp_path):
