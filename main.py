@@ -126,7 +126,8 @@ def parse_args(argv=None):
     p.add_argument("--exp_name", default="aicl")
     p.add_argument("--output_dir", default="ckpt", help="checkpoints, logs and results go to OUTPUT_DIR/EXP_NAME/")
     p.add_argument("--overwrite", action="store_true",
-                   help="train into an OUTPUT_DIR/EXP_NAME that holds a run: its outputs and logs are removed first")
+                   help="train into an OUTPUT_DIR/EXP_NAME that holds a run: its outputs and logs are removed first; "
+                        "with --inference_only: write results into another checkpoint's run folder")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     args = p.parse_args(argv)
     given = {a.split("=")[0] for a in (sys.argv[1:] if argv is None else argv) if a.startswith("--")}
@@ -283,6 +284,11 @@ def run_inference(args, device):
     model_file = args.model_file or os.path.join(out_dir, "best.pt")
     state = checkpoint.load(model_file)
     checkpoint.restore(args, state, model_file)
+    own_run = os.path.dirname(os.path.abspath(model_file)) == os.path.abspath(out_dir) and not args.predict_dir
+    if os.path.isfile(os.path.join(out_dir, "last.pt")) and not own_run and not args.overwrite:
+        raise ValueError(f"{out_dir} holds a training run: the results of {model_file}"
+                         f"{' on ' + args.predict_dir if args.predict_dir else ''} would replace its predictions.json "
+                         f"and metrics.json; give another --exp_name (or --overwrite)")
     if args.predict_dir:
         return predict_folder(args, device, state, model_file, out_dir)
     class_names = checkpoint.class_names_of(state, model_file, args.class_names,

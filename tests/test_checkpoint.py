@@ -205,3 +205,18 @@ def test_demo_runners(tmp_path):
                      "--output_dir", str(tmp_path / "ckpt"))
     assert predict.returncode == 0, predict.stderr
     assert "num_segments=100" in predict.stdout and "of the checkpoint's 20)" in predict.stdout
+
+
+def test_inference_does_not_replace_another_run_s_results(data, run, tmp_path):
+    folder, _ = run
+    bare = tmp_path / "CAS_Only.pkl"
+    torch.save(torch.load(folder / "best.pt", weights_only=True)["model"], bare)
+    before = (folder / "metrics.json").read_bytes()
+    into_run = ["--data_path", data, "--output_dir", str(folder.parent), "--exp_name", folder.name, "--inference_only",
+                "--embed_dim", "64"]
+    with pytest.raises(ValueError, match=r"r holds a training run: the results of .*CAS_Only\.pkl would replace"):
+        main.main(into_run + ["--model_file", str(bare)])
+    with pytest.raises(ValueError, match="holds a training run"):
+        main.main(into_run + ["--predict_dir", os.path.join(data, "features", "test")])
+    assert (folder / "metrics.json").read_bytes() == before
+    main.main(into_run)                                     # the run's own best.pt: its own numbers again
