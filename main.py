@@ -95,8 +95,9 @@ def parse_args(argv=None):
     p.add_argument("--plot", action="store_true", help="with --predict_dir: one PNG timeline per video")
     p.add_argument("--class_th", type=float, help="(*) keep classes with video score >= this: 0.25 / 0.1")
     p.add_argument("--gamma", type=float, default=0.2,
-                   help="weight of the class score in the proposal score (release: also the OIC inflation)")
-    p.add_argument("--inflation", type=float, default=None, help="outer-region inflation (default: --gamma)")
+                   help="outer-region inflation of the outer-inner proposal score (the release's --gamma)")
+    p.add_argument("--class_weight", type=float, default=0.2,
+                   help="weight of the video class score in a proposal's score (the release's constant 0.2)")
     p.add_argument("--scale", type=int, default=24, help="upsampling factor of the curves")
     p.add_argument("--soft_nms", action="store_true", help="soft-NMS (the release scripts pass it) instead of NMS")
     p.add_argument("--nms_thresh", type=float, default=0.4)
@@ -123,8 +124,6 @@ def parse_args(argv=None):
             setattr(args, name, value)
     if args.num_segments < 1:
         p.error(f"--num_segments must be >= 1, got {args.num_segments}")
-    if args.inflation is None:
-        args.inflation = args.gamma
     return args
 
 
@@ -146,7 +145,7 @@ def localize_video(out, T_v, args):
     kept = select_classes(probs, args.class_th)
     detections = localize(out["A_score"][0].cpu().numpy(), probs, kept, T_v,
                           soft=args.soft_nms, nms_thresh=args.nms_thresh, alpha=args.nms_alpha,
-                          scale=args.scale, inflation=args.inflation, class_weight=args.gamma,
+                          scale=args.scale, inflation=args.gamma, class_weight=args.class_weight,
                           fps=args.feature_fps, frames_per_snippet=SNIPPET_FRAMES)   # [N, 4]
     if args.min_score is not None:
         detections = detections[detections[:, 1] >= args.min_score]

@@ -4,12 +4,14 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 import main
 from dataset import THUMOS14_CLASSES, FeatureDataset, make_synthetic_dataset
 from eval import THUMOS_TIOU, evaluate_files
+from utils.proposals import localize, select_classes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--num_segments", "32", "--batch_size", "8", "--num_epochs", "40", "--detection_inf_step", "30",
@@ -126,3 +128,25 @@ def test_resume_continues_exactly(trained, tmp_path):
     assert straight["step"] == resumed["step"] == 7
     for name, value in straight["model"].items():
         assert torch.equal(value, resumed["model"][name]), name
+
+
+def test_gamma_is_the_inflation_only_and_class_weight_the_class_score_weight():
+    """As the release: --gamma goes to the outer-inner inflation; the class score's weight is its own setting."""
+    rng = np.random.default_rng(0)
+    T, C, T_v = 20, 3, 37
+    out = {"p": torch.tensor([[2.0, 1.5, -1.0]]), "A_score": torch.from_numpy(rng.random((1, T, C)))}
+    probs = torch.softmax(out["p"][0], dim=0).numpy()
+    defaults = main.parse_args([])
+    assert (defaults.gamma, defaults.class_weight) == (0.2, 0.2)
+
+    def run(*flags):
+        return main.localize_video(out, T_v, main.parse_args(["--soft_nms", *flags]))[2]
+
+    def reference(inflation, class_weight):
+        return localize(out["A_score"][0].numpy(), probs, select_classes(probs, 0.25), T_v, soft=True,
+                        inflation=inflation, class_weight=class_weight)
+
+    np.testing.assert_array_equal(run("--gamma", "0.5"), reference(0.5, 0.2))
+    np.testing.assert_array_equal(run("--class_weight", "0.6"), reference(0.2, 0.6))
+    assert not np.array_equal(reference(0.5, 0.2), reference(0.5, 0.5))   # the two settings act differently
+    assert not np.array_equal(reference(0.5, 0.2), reference(0.2, 0.2))
