@@ -301,10 +301,12 @@ def run_inference(args, device):
     test_set = FeatureDataset(args.data_path, "test", args.num_segments, "uniform", class_names, args.seed)
     model, _ = model_from_checkpoint(args, model_file, device, class_names)
     metrics, predictions = evaluate(model, test_set, args, device)
-    write_results(out_dir, metrics, predictions)
+    # A run's own metrics.json / predictions.json (its best step) are never replaced by a later evaluation.
+    eval_dir = os.path.join(out_dir, "eval_" + os.path.splitext(os.path.basename(model_file))[0])
+    write_results(eval_dir, metrics, predictions)
     print(f"model {model_file} on {args.data_path} ({len(test_set)} test videos)")
     print(format_table(metrics))
-    print(f"predictions and metrics written to {out_dir}/")
+    print(f"predictions and metrics written to {eval_dir}/")
     return metrics
 
 

@@ -2,7 +2,7 @@
 # Evaluate a checkpoint on the THUMOS14 test split with the release's post-processing (soft-NMS):
 #   DATA_PATH=data/THUMOS14 MODEL_FILE=ckpt/CAS_Only.pkl bash scripts/inference.sh
 # MODEL_FILE may be the authors' CAS_Only.pkl or one of ours (default: ckpt/aicl/best.pt).
-# Writes predictions.json and metrics.json to ckpt/<exp_name>/. Extra arguments go to main.py.
+# Writes predictions.json and metrics.json to ckpt/<exp_name>/eval_<checkpoint name>/. Extra arguments go to main.py.
 # Without a dataset at DATA_PATH it says so and evaluates the demo model on the demo dataset.
 set -euo pipefail
 cd "$(dirname "$0")/.."

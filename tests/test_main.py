@@ -71,13 +71,29 @@ def test_inference_reproduces_the_best_evaluation_and_the_evaluator_agrees(train
     assert metrics["mAP"] == pytest.approx(best["mAP"], abs=1e-12)
     printed = capsys.readouterr().out
     assert "AVG(0.1:0.5)" in printed and "AVG(0.1:0.7)" in printed
-    predictions = json.load(open(os.path.join(out, "infer", "predictions.json")))
+    result_file = os.path.join(out, "infer", "eval_best", "predictions.json")
+    predictions = json.load(open(result_file))
     first = next(d for dets in predictions["results"].values() for d in dets)
     assert set(first) == {"label", "score", "segment"}
-    again = evaluate_files(os.path.join(data, "gt.json"), os.path.join(out, "infer", "predictions.json"), "test")
+    again = evaluate_files(os.path.join(data, "gt.json"), result_file, "test")
     assert list(again["mAP"]) == pytest.approx(metrics["mAP"], abs=1e-12)
-    saved = json.load(open(os.path.join(out, "infer", "metrics.json")))
+    saved = json.load(open(os.path.join(out, "infer", "eval_best", "metrics.json")))
     assert saved["mAP"] == metrics["mAP"] and 0 <= saved["cls_acc"] <= 1
+
+
+def test_evaluating_a_run_never_replaces_its_metrics_and_predictions(trained):
+    data, out, best = trained
+    run = os.path.join(out, "run")
+    before = {name: open(os.path.join(run, name), "rb").read() for name in ("metrics.json", "predictions.json")}
+    metrics = main.main(["--data_path", data, "--exp_name", "run", "--output_dir", out, "--inference_only",
+                         "--top_k", "1"] + TINY)
+    assert metrics["average_mAP"] < best["average_mAP"]                   # one detection per video scores less
+    for name, content in before.items():
+        assert open(os.path.join(run, name), "rb").read() == content, name
+    saved = json.load(open(os.path.join(run, "eval_best", "metrics.json")))
+    assert saved["average_mAP"] == metrics["average_mAP"]
+    kept = json.load(open(os.path.join(run, "eval_best", "predictions.json")))["results"]
+    assert max(map(len, kept.values())) == 1
 
 
 @pytest.mark.slow
@@ -112,7 +128,7 @@ def test_scripts_fall_back_to_the_demo_dataset(tmp_path):
                            env=env, capture_output=True, text=True, timeout=300)
     assert infer.returncode == 0, infer.stderr
     assert "DEMO MODE" in infer.stdout and "AVG(0.1:0.7)" in infer.stdout
-    assert os.path.isfile(tmp_path / "ckpt" / "demo" / "predictions.json")
+    assert os.path.isfile(tmp_path / "ckpt" / "demo" / "eval_best" / "predictions.json")
 
 
 def test_resume_continues_exactly(trained, tmp_path):
