@@ -110,6 +110,9 @@ def parse_args(argv=None):
     p.add_argument("--exp_name", default="aicl")
     p.add_argument("--output_dir", default="ckpt", help="checkpoints, logs and results go to OUTPUT_DIR/EXP_NAME/")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--strict_fp32", action="store_true",
+                   help="GPU: no TF32 in cuDNN convolutions (PyTorch's default and the release's runs use it) "
+                        "or matmuls")
     args = p.parse_args(argv)
     given = {a.split("=")[0] for a in (sys.argv[1:] if argv is None else argv) if a.startswith("--")}
     args.explicit = {action.dest for action in p._actions if given & set(action.option_strings)}
@@ -131,6 +134,16 @@ def resolve_device(name):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def set_gpu_numerics(strict_fp32):
+    """As the release's set_seed: deterministic cuDNN algorithms, no autotuning, so that a GPU run repeats
+    (the backward of torch.gather still adds with atomics on CUDA: README, "Robust runs"). TF32 stays at
+    PyTorch's defaults (on in cuDNN convolutions, off in matmuls) unless strict_fp32 turns it off in both."""
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.allow_tf32 = not strict_fp32
+    torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def build_model(args, num_classes):
@@ -487,6 +500,7 @@ def log_metrics(writer, metrics, step):
 def main(argv=None):
     args = parse_args(argv)
     torch.manual_seed(args.seed)
+    set_gpu_numerics(args.strict_fp32)
     device = resolve_device(args.device)
     if args.inference_only:
         return run_inference(args, device)

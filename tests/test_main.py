@@ -166,3 +166,17 @@ def test_gamma_is_the_inflation_only_and_class_weight_the_class_score_weight():
     np.testing.assert_array_equal(run("--class_weight", "0.6"), reference(0.2, 0.6))
     assert not np.array_equal(reference(0.5, 0.2), reference(0.5, 0.5))   # the two settings act differently
     assert not np.array_equal(reference(0.5, 0.2), reference(0.2, 0.2))
+
+
+def test_gpu_numerics_are_set_as_the_release_and_strict_fp32_turns_tf32_off(tmp_path):
+    bad = ["--data_path", str(tmp_path / "absent"), "--output_dir", str(tmp_path), "--inference_only"]
+    try:
+        for flags, tf32 in (([], True), (["--strict_fp32"], False), ([], True)):
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, True
+            with pytest.raises((FileNotFoundError, ValueError, SystemExit)):   # set before anything is read
+                main.main(bad + flags)
+            assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+            assert torch.backends.cudnn.allow_tf32 is tf32 and torch.backends.cuda.matmul.allow_tf32 is False
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, False
+        torch.backends.cudnn.allow_tf32 = True
