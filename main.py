@@ -44,9 +44,16 @@ DATASET_DEFAULTS = {
 }
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help keeps the docstring's layout and shows every default; the (*) flags, whose default depends on
+    --dataset, name theirs in their help."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                allow_abbrev=False)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
     # data
     p.add_argument("--dataset", default="thumos14", choices=sorted(CLASS_COUNTS),
                    help="selects the class list and the defaults marked (*) (see DATASET_DEFAULTS)")
@@ -67,10 +74,10 @@ def parse_args(argv=None):
     p.add_argument("--agnostic_fusion", default="late", choices=["early", "late"],
                    help="RGB/flow fusion of the class-agnostic branch (Table 6; paper: late)")
     # optimisation
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--weight_decay", type=float, default=5e-4)
-    p.add_argument("--batch_size", type=int, default=16)
-    p.add_argument("--num_epochs", type=int, default=900)
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+    p.add_argument("--weight_decay", type=float, default=5e-4, help="Adam weight decay")
+    p.add_argument("--batch_size", type=int, default=16, help="videos per training step")
+    p.add_argument("--num_epochs", type=int, default=900, help="training epochs (the release script's 900)")
     p.add_argument("--max_steps", type=int, default=0, help="stop after this many steps (0: no limit)")
     p.add_argument("--q_val", type=float, default=0.7, help="q of the generalized cross-entropy L_ca")
     p.add_argument("--losses", default="a,ca,mc,c,ac",
@@ -79,11 +86,12 @@ def parse_args(argv=None):
                    help="the paper's L_mc/L_ac: MSE with the target side detached (release: both sides)")
     p.add_argument("--contrast_spaces", default="E,E_R,E_F",
                    help="embedding spaces of L_c (release: E,E_R,E_F; paper: E_R,E_F)")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="initialisation; data order and sampling use (seed, epoch)")
     p.add_argument("--detection_inf_step", type=int, default=50, help="evaluate every this many steps")
     p.add_argument("--resume", default=None, help="checkpoint to continue training from (e.g. ckpt/aicl/last.pt)")
     # inference and post-processing
-    p.add_argument("--inference_only", action="store_true")
+    p.add_argument("--inference_only", action="store_true",
+                   help="evaluate (or, with --predict_dir, apply) a checkpoint")
     p.add_argument("--model_file", default=None, help="checkpoint to evaluate (ours or the release's CAS_Only.pkl)")
     p.add_argument("--predict_dir", default=None,
                    help="with --inference_only: localize actions in the videos of DIR (rgb/VID.npy + flow/VID.npy, "
@@ -100,14 +108,15 @@ def parse_args(argv=None):
                    help="weight of the video class score in a proposal's score (the release's constant 0.2)")
     p.add_argument("--scale", type=int, default=24, help="upsampling factor of the curves")
     p.add_argument("--soft_nms", action="store_true", help="soft-NMS (the release scripts pass it) instead of NMS")
-    p.add_argument("--nms_thresh", type=float, default=0.4)
-    p.add_argument("--nms_alpha", type=float, default=0.35)
-    p.add_argument("--feature_fps", type=int, default=FEATURE_FPS)
+    p.add_argument("--nms_thresh", type=float, default=0.4, help="IoU at which NMS suppresses (soft: decays)")
+    p.add_argument("--nms_alpha", type=float, default=0.35, help="soft-NMS decay: score *= exp(-IoU^2 / alpha)")
+    p.add_argument("--feature_fps", type=int, default=FEATURE_FPS,
+                   help="frame rate the features were extracted at (snippets of 16 frames): maps snippets to seconds")
     p.add_argument("--plot_video", nargs="+", default=[], metavar="VID",
                    help="test videos to draw (curves, ground truth, detections) into OUTPUT_DIR/EXP_NAME/plots/")
     p.add_argument("--tiou", type=float, nargs="+", help="(*) tIoU thresholds: 0.1:0.1:0.7 / 0.5:0.05:0.95")
     # output
-    p.add_argument("--exp_name", default="aicl")
+    p.add_argument("--exp_name", default="aicl", help="name of the run's folder under OUTPUT_DIR")
     p.add_argument("--output_dir", default="ckpt", help="checkpoints, logs and results go to OUTPUT_DIR/EXP_NAME/")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--strict_fp32", action="store_true",

@@ -1,6 +1,7 @@
 """End to end: train + inference through main.py and the shell scripts on generated data."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -180,3 +181,18 @@ def test_gpu_numerics_are_set_as_the_release_and_strict_fp32_turns_tf32_off(tmp_
     finally:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, False
         torch.backends.cudnn.allow_tf32 = True
+
+
+def test_help_shows_every_default_and_keeps_the_usage_lines(capsys):
+    with pytest.raises(SystemExit):
+        main.parse_args(["--help"])
+    text = capsys.readouterr().out
+    assert "    python main.py --data_path data/THUMOS14 --exp_name aicl --soft_nms" in text   # raw description
+    blocks = [" ".join(b.split()) for b in re.split(r"\n  (?=-)", text.split("options:", 1)[1])[1:]]  # per flag
+    no_default = {"-h", "--resume", "--model_file", "--predict_dir", "--class_names", "--min_score"}
+    missing = [b.split()[0].rstrip(",") for b in blocks
+               if "(default: " not in b and "(*)" not in b and b.split()[0].rstrip(",") not in no_default]
+    assert not missing and len(blocks) > 40
+    assert "(default: None)" not in text
+    for shown in ("--lr LR Adam learning rate (default: 0.0001)", "--gamma GAMMA outer-region", "(default: 25)"):
+        assert any(b.startswith(shown) or shown in b for b in blocks), shown
