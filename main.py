@@ -14,6 +14,7 @@ import signal
 import sys
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -435,6 +436,8 @@ def train(args, device):
         step, best_mAP, best_metrics = state["step"], state["best_mAP"], state["best_metrics"]
         consistent = state["consistent"]
         torch.set_rng_state(state["torch_rng"])
+    history = read_log(os.path.dirname(args.resume), step) if args.resume else []   # log.csv rows so far
+    window = []                                                    # loss terms since the last evaluation
     writer = SummaryWriter(os.path.join(out_dir, "logs"))
 
     def checkpoint(name):
@@ -444,11 +447,14 @@ def train(args, device):
                     "torch_rng": torch.get_rng_state()},
                    os.path.join(out_dir, name))
 
-    print(f"training on {len(train_set)} videos ({steps_per_epoch} steps/epoch, {total_steps} steps) on {device}")
+    log_line(out_dir, f"training on {len(train_set)} videos ({steps_per_epoch} steps/epoch, {total_steps} steps) "
+                      f"on {device}")
     if step == 0:
         metrics, _ = evaluate(model, test_set, args, device)
-        print(f"step 0 (untrained): mAP {metrics['average_mAP'] * 100:.2f}  cls_acc {metrics['cls_acc'] * 100:.1f}")
-    bar = tqdm(total=total_steps, initial=step, dynamic_ncols=True)
+        log_evaluation(out_dir, history, step, metrics, window)
+        log_line(out_dir, f"step 0 (untrained): mAP {metrics['average_mAP'] * 100:.2f}  "
+                          f"cls_acc {metrics['cls_acc'] * 100:.1f}")
+    bar = tqdm(total=total_steps, initial=step, dynamic_ncols=True, disable=None)   # terminal only: off when piped
     with StopRequest() as stop:
         while step < total_steps and not stop.signum:
             epoch = step // steps_per_epoch
@@ -457,6 +463,7 @@ def train(args, device):
             for feats, labels, _, _ in DataLoader(train_set, batch_sampler=batches, num_workers=args.num_workers):
                 terms, n_consistent = train_step(model, optimizer, feats.to(device), labels.to(device), args)
                 step += 1
+                window.append(terms)
                 consistent.append([step, n_consistent])
                 for k, v in terms.items():
                     writer.add_scalar(f"loss/{k}", v, step)
@@ -466,6 +473,8 @@ def train(args, device):
                 if step % args.detection_inf_step == 0 or step == total_steps:
                     metrics, predictions = evaluate(model, test_set, args, device)
                     log_metrics(writer, metrics, step)
+                    log_evaluation(out_dir, history, step, metrics, window)
+                    window = []
                     if metrics["average_mAP"] > best_mAP:
                         best_mAP = metrics["average_mAP"]
                         best_metrics = dict(metrics, step=step)
@@ -474,8 +483,9 @@ def train(args, device):
                     checkpoint("last.pt")
                     save_json(dict(metrics, step=step), os.path.join(out_dir, "last_metrics.json"))
                     plot_consistent(consistent, args, os.path.join(out_dir, "consistent_segments.png"))
-                    bar.write(f"step {step}: mAP {metrics['average_mAP'] * 100:.2f}  best {best_mAP * 100:.2f}  "
-                              f"cls_acc {metrics['cls_acc'] * 100:.1f}")
+                    log_line(out_dir, f"step {step}: mAP {metrics['average_mAP'] * 100:.2f}  "
+                                      f"best {best_mAP * 100:.2f}  cls_acc {metrics['cls_acc'] * 100:.1f}  "
+                                      f"loss {history[-1]['total']:.4f}")
                 if step == total_steps or stop.signum:
                     break
     bar.close()
@@ -497,6 +507,33 @@ def plot_consistent(consistent, args, path):
     steps, counts = zip(*consistent)
     plot_series(path, {"consistent snippets": (list(steps), list(counts))}, "step",
                 f"snippets per video (of T = {args.num_segments})", title="Consistent segments during training")
+
+
+def log_line(out_dir, line):
+    """A line for the terminal (above the progress bar) and for OUTPUT_DIR/EXP_NAME/log.txt."""
+    tqdm.write(line)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "log.txt"), "a") as f:
+        f.write(line + "\n")
+
+
+def log_evaluation(out_dir, history, step, metrics, window):
+    """Append one row to ``history`` and rewrite OUTPUT_DIR/EXP_NAME/log.csv atomically: the step, each loss
+    term averaged over the steps since the last evaluation (``window``: their term dicts; empty at step 0),
+    the mAP at each tIoU, its average and the accuracies."""
+    row = {"step": step, **(pd.DataFrame(window).mean().to_dict() if window else {})}
+    row.update({f"mAP@{t:g}": m for t, m in zip(metrics["tiou"], metrics["mAP"])})
+    row.update({k: metrics[k] for k in ("average_mAP", "cls_acc", "A_bin_acc", "A_ca_bin_acc")})
+    history.append(row)
+    save_text(pd.DataFrame(history).to_csv(index=False), os.path.join(out_dir, "log.csv"))
+
+
+def read_log(folder, step):
+    """The log.csv rows of ``folder`` up to ``step`` (a resumed run continues its log), [] without one."""
+    path = os.path.join(folder, "log.csv")
+    if not os.path.isfile(path):
+        return []
+    return pd.read_csv(path).query("step <= @step").to_dict("records")
 
 
 def log_metrics(writer, metrics, step):

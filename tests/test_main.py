@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -140,6 +141,9 @@ def test_resume_continues_exactly(trained, tmp_path):
     main.main(common + ["--exp_name", "split", "--output_dir", str(tmp_path), "--max_steps", "3"])
     main.main(common + ["--exp_name", "split", "--output_dir", str(tmp_path), "--max_steps", "7",
                         "--resume", str(tmp_path / "split" / "last.pt")])
+    straight_log, split_log = (pd.read_csv(tmp_path / name / "log.csv") for name in ("straight", "split"))
+    assert straight_log["step"].tolist() == [0, 3, 6, 7]
+    pd.testing.assert_frame_equal(straight_log, split_log)                 # the resumed run continues its log
     straight = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
     resumed = torch.load(tmp_path / "split" / "last.pt", weights_only=True)
     assert straight["step"] == resumed["step"] == 7
