@@ -207,3 +207,13 @@ def test_atomic_writes_leave_no_temporary_and_the_usual_permissions(tmp_path):
     with pytest.raises(TypeError):
         save_json({"bad": object()}, tmp_path / "m.json")             # a failed write keeps the old file
     assert json.load(open(tmp_path / "m.json")) == {"a": 1} and len(os.listdir(tmp_path)) == 2
+
+
+@pytest.mark.parametrize("script, options", [("tables.py", ["--table", "4"]), ("seeds.py", ["--seeds", "1"])])
+def test_runners_report_a_bad_data_path_in_one_line(script, options, tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join("scripts", script), *options, "--", "--data_path",
+                           str(tmp_path / "nowhere"), "--output_dir", str(tmp_path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "nowhere" in lines[0]
