@@ -210,11 +210,16 @@ def predict(model, dataset, args, device):
 
 
 def plot_detections(out, T_v, detections, class_names, args, vid, gt=()):
-    """Figures 1/4 of the paper for one video: class-aware A, class-agnostic A_ca and A_score of the
-    detected classes, with the ground truth and the top detections, as OUTPUT_DIR/EXP_NAME/plots/VID.png."""
+    """Figures 1/4 of the paper for one video: class-aware A, class-agnostic A_ca and the A_score of every
+    class that is kept (s_c >= class_th), detected or in the ground truth, each in its own panel, with the
+    ground truth and the top detections, as OUTPUT_DIR/EXP_NAME/plots/VID.png."""
     curves = {"class-aware A": out["A"][0].cpu().numpy(), "class-agnostic A_ca": out["A_ca"][0].cpu().numpy()}
-    for c in dict.fromkeys(int(c) for c in detections[:, 0]):
-        curves[f"A_score {class_names[c]}"] = out["A_score"][0, :, c].cpu().numpy()
+    probs = torch.softmax(out["p"][0], dim=0).cpu().numpy()                 # [C] video scores
+    index = {name: c for c, name in enumerate(class_names)}
+    shown = [*select_classes(probs, args.class_th).tolist(), *(int(c) for c in detections[:, 0]),
+             *(index[label] for label, _, _ in gt)]
+    for c in dict.fromkeys(shown):
+        curves[f"A_score {class_names[c]} (s = {probs[c]:.2f})"] = out["A_score"][0, :, c].cpu().numpy()
     seconds = T_v * SNIPPET_FRAMES / args.feature_fps / len(curves["class-aware A"])
     path = os.path.join(args.output_dir, args.exp_name, "plots", f"{vid}.png")
     plot_video(path, curves, seconds, list(gt), [(class_names[int(c)], s, t0, t1) for c, s, t0, t1 in detections],

@@ -200,3 +200,18 @@ def test_help_shows_every_default_and_keeps_the_usage_lines(capsys):
     assert "(default: None)" not in text
     for shown in ("--lr LR Adam learning rate (default: 0.0001)", "--gamma GAMMA outer-region", "(default: 25)"):
         assert any(b.startswith(shown) or shown in b for b in blocks), shown
+
+
+def test_timeline_draws_the_A_score_of_every_kept_detected_or_annotated_class(tmp_path, monkeypatch):
+    drawn = {}
+    monkeypatch.setattr(main, "plot_video", lambda path, curves, *a, **k: drawn.update(curves))
+    T = 10
+    out = {"A": torch.rand(1, T), "A_ca": torch.rand(1, T), "A_score": torch.rand(1, T, 4),
+           "p": torch.tensor([[2.0, 1.8, -3.0, -3.0]])}                 # classes 0 and 1 kept (s >= 0.25)
+    args = main.parse_args(["--output_dir", str(tmp_path)])
+    detections = np.array([[0, 0.9, 1.0, 2.0]])                        # only class 0 detected
+    main.plot_detections(out, T, detections, ["a", "b", "c", "d"], args, "v", gt=[("c", 0.0, 1.0)])
+    names = list(drawn)
+    assert names[:2] == ["class-aware A", "class-agnostic A_ca"]
+    assert [n.split()[1] for n in names[2:]] == ["a", "b", "c"]         # kept, kept, in the ground truth
+    np.testing.assert_array_equal(drawn[names[3]], out["A_score"][0, :, 1].numpy())
