@@ -1,7 +1,7 @@
 """AICL training and inference driver (THUMOS14 recipe of the authors' release).
 
     python main.py --data_path data/THUMOS14 --exp_name aicl --soft_nms            # train
-    python main.py --data_path data/THUMOS14 --inference_only --model_file CKPT    # evaluate
+    python main.py --data_path data/THUMOS14 --inference_only --soft_nms --model_file CKPT    # evaluate
 
 Every number of the recipe is an argparse default below; flag names follow the release.
 """
