@@ -10,13 +10,14 @@ import warnings
 import numpy as np
 import torch
 
+from eval import IGNORED_LABELS   # THUMOS14's "Ambiguous": not a class, skipped (as its official evaluation does)
+
 THUMOS14_CLASSES = [
     "BaseballPitch", "BasketballDunk", "Billiards", "CleanAndJerk", "CliffDiving", "CricketBowling",
     "CricketShot", "Diving", "FrisbeeCatch", "GolfSwing", "HammerThrow", "HighJump", "JavelinThrow",
     "LongJump", "PoleVault", "Shotput", "SoccerPenalty", "TennisSwing", "ThrowDiscus", "VolleyballSpiking",
 ]
 CLASS_COUNTS = {"thumos14": 20, "anet12": 100, "anet13": 200}
-IGNORED_LABELS = {"Ambiguous"}   # THUMOS14 marks unclear stretches so; its official evaluation skips them
 FEATURE_FPS = 25
 SNIPPET_FRAMES = 16
 STREAM_DIM = 1024

@@ -1,7 +1,7 @@
 """AICL training and inference driver (THUMOS14 recipe of the authors' release).
 
     python main.py --data_path data/THUMOS14 --exp_name aicl --soft_nms            # train
-    python main.py --data_path data/THUMOS14 --inference_only --model_file CKPT    # evaluate
+    python main.py --data_path data/THUMOS14 --inference_only --soft_nms --model_file CKPT    # evaluate
 
 Every number of the recipe is an argparse default below; flag names follow the release.
 """
@@ -15,6 +15,7 @@ import signal
 import sys
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -53,9 +54,16 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"main.py: error: {message} (python3 main.py --help lists the flags)\n")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help keeps the docstring's layout and shows every default; the (*) flags, whose default depends on
+    --dataset, name theirs in their help."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def parse_args(argv=None):
-    p = ArgumentParser(prog="main.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                       allow_abbrev=False)
+    p = ArgumentParser(prog="main.py", description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False)
     # data
     p.add_argument("--dataset", default="thumos14", choices=sorted(CLASS_COUNTS),
                    help="selects the class list and the defaults marked (*) (see DATASET_DEFAULTS)")
@@ -76,10 +84,10 @@ def parse_args(argv=None):
     p.add_argument("--agnostic_fusion", default="late", choices=["early", "late"],
                    help="RGB/flow fusion of the class-agnostic branch (Table 6; paper: late)")
     # optimisation
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--weight_decay", type=float, default=5e-4)
-    p.add_argument("--batch_size", type=int, default=16)
-    p.add_argument("--num_epochs", type=int, default=900)
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+    p.add_argument("--weight_decay", type=float, default=5e-4, help="Adam weight decay")
+    p.add_argument("--batch_size", type=int, default=16, help="videos per training step")
+    p.add_argument("--num_epochs", type=int, default=900, help="training epochs (the release script's 900)")
     p.add_argument("--max_steps", type=int, default=0, help="stop after this many steps (0: no limit)")
     p.add_argument("--q_val", type=float, default=0.7, help="q of the generalized cross-entropy L_ca")
     p.add_argument("--losses", default="a,ca,mc,c,ac",
@@ -88,7 +96,7 @@ def parse_args(argv=None):
                    help="the paper's L_mc/L_ac: MSE with the target side detached (release: both sides)")
     p.add_argument("--contrast_spaces", default="E,E_R,E_F",
                    help="embedding spaces of L_c (release: E,E_R,E_F; paper: E_R,E_F)")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="initialisation; data order and sampling use (seed, epoch)")
     p.add_argument("--detection_inf_step", type=int, default=50, help="evaluate every this many steps")
     p.add_argument("--resume", default=None,
                    help="a run's last.pt to continue (e.g. ckpt/aicl/last.pt): its settings come back; a differing "
@@ -97,9 +105,11 @@ def parse_args(argv=None):
                    help="video ids (one a line) of training videos held out to select best.pt; test is scored once, "
                         "at the end (default: select on test, as the release does)")
     p.add_argument("--val_fraction", type=float, default=None, metavar="F",
-                   help="hold out this fraction of the training videos (a fixed draw) to select best.pt")
+                   help="hold out this fraction of the training videos (a fixed draw) to select best.pt "
+                        "(default: none, see --val_split)")
     # inference and post-processing
-    p.add_argument("--inference_only", action="store_true")
+    p.add_argument("--inference_only", action="store_true",
+                   help="evaluate (or, with --predict_dir, apply) a checkpoint")
     p.add_argument("--model_file", default=None, help="checkpoint to evaluate (ours or the release's CAS_Only.pkl)")
     p.add_argument("--predict_dir", default=None,
                    help="with --inference_only: localize actions in the videos of DIR (rgb/VID.npy + flow/VID.npy, "
@@ -111,24 +121,29 @@ def parse_args(argv=None):
     p.add_argument("--plot", action="store_true", help="with --predict_dir: one PNG timeline per video")
     p.add_argument("--class_th", type=float, help="(*) keep classes with video score >= this: 0.25 / 0.1")
     p.add_argument("--gamma", type=float, default=0.2,
-                   help="weight of the class score in the proposal score (release: also the OIC inflation)")
-    p.add_argument("--inflation", type=float, default=None, help="outer-region inflation (default: --gamma)")
+                   help="outer-region inflation of the outer-inner proposal score (the release's --gamma)")
+    p.add_argument("--class_weight", type=float, default=0.2,
+                   help="weight of the video class score in a proposal's score (the release's constant 0.2)")
     p.add_argument("--scale", type=int, default=24, help="upsampling factor of the curves")
     p.add_argument("--soft_nms", action=argparse.BooleanOptionalAction, default=False,
                    help="soft-NMS (the release scripts pass it; a bare CAS_Only.pkl gets it) instead of NMS")
-    p.add_argument("--nms_thresh", type=float, default=0.4)
-    p.add_argument("--nms_alpha", type=float, default=0.35)
-    p.add_argument("--feature_fps", type=int, default=FEATURE_FPS)
+    p.add_argument("--nms_thresh", type=float, default=0.4, help="IoU at which NMS suppresses (soft: decays)")
+    p.add_argument("--nms_alpha", type=float, default=0.35, help="soft-NMS decay: score *= exp(-IoU^2 / alpha)")
+    p.add_argument("--feature_fps", type=int, default=FEATURE_FPS,
+                   help="frame rate the features were extracted at (snippets of 16 frames): maps snippets to seconds")
     p.add_argument("--plot_video", nargs="+", default=[], metavar="VID",
                    help="test videos to draw (curves, ground truth, detections) into OUTPUT_DIR/EXP_NAME/plots/")
     p.add_argument("--tiou", type=float, nargs="+", help="(*) tIoU thresholds: 0.1:0.1:0.7 / 0.5:0.05:0.95")
     # output
-    p.add_argument("--exp_name", default="aicl")
+    p.add_argument("--exp_name", default="aicl", help="name of the run's folder under OUTPUT_DIR")
     p.add_argument("--output_dir", default="ckpt", help="checkpoints, logs and results go to OUTPUT_DIR/EXP_NAME/")
     p.add_argument("--overwrite", action="store_true",
                    help="train into an OUTPUT_DIR/EXP_NAME that holds a run: its outputs and logs are removed first; "
                         "with --inference_only: write results into another checkpoint's run folder")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--strict_fp32", action="store_true",
+                   help="GPU: no TF32 in cuDNN convolutions (PyTorch's default and the release's runs use it) "
+                        "or matmuls")
     args = p.parse_args(argv)
     given = {a.split("=")[0] for a in (sys.argv[1:] if argv is None else argv) if a.startswith("--")}
     args.explicit = {action.dest for action in p._actions if given & set(action.option_strings)}
@@ -143,10 +158,6 @@ def parse_args(argv=None):
             setattr(args, name, value)
     if args.num_segments < 1:
         p.error(f"--num_segments must be >= 1, got {args.num_segments}")
-    if args.inflation is None:
-        args.inflation = args.gamma
-        if "gamma" in args.explicit:
-            args.explicit.add("inflation")          # follows the --gamma given, not a checkpoint's inflation
     if args.plot and not args.predict_dir:
         p.error("--plot draws the videos of --predict_dir; for test videos use --plot_video VID")
     if args.predict_dir and not args.inference_only:
@@ -177,6 +188,16 @@ def resolve_device(name):
     return device
 
 
+def set_gpu_numerics(strict_fp32):
+    """As the release's set_seed: deterministic cuDNN algorithms, no autotuning, so that a GPU run repeats
+    (the backward of torch.gather still adds with atomics on CUDA: README, "Robust runs"). TF32 stays at
+    PyTorch's defaults (on in cuDNN convolutions, off in matmuls) unless strict_fp32 turns it off in both."""
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.allow_tf32 = not strict_fp32
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+
 def localize_video(out, T_v, args):
     """Post-processing of one video's model outputs: video scores s [C], kept classes, detections [N, 4]
     (class, score, start s, end s) in the release's order."""
@@ -184,7 +205,7 @@ def localize_video(out, T_v, args):
     kept = select_classes(probs, args.class_th)
     detections = localize(out["A_score"][0].cpu().numpy(), probs, kept, T_v,
                           soft=args.soft_nms, nms_thresh=args.nms_thresh, alpha=args.nms_alpha,
-                          scale=args.scale, inflation=args.inflation, class_weight=args.gamma,
+                          scale=args.scale, inflation=args.gamma, class_weight=args.class_weight,
                           fps=args.feature_fps, frames_per_snippet=SNIPPET_FRAMES)   # [N, 4]
     if args.min_score is not None:
         detections = detections[detections[:, 1] >= args.min_score]
@@ -226,11 +247,16 @@ def predict(model, dataset, args, device):
 
 
 def plot_detections(out, T_v, detections, class_names, args, vid, gt=()):
-    """Figures 1/4 of the paper for one video: class-aware A, class-agnostic A_ca and A_score of the
-    detected classes, with the ground truth and the top detections, as OUTPUT_DIR/EXP_NAME/plots/VID.png."""
+    """Figures 1/4 of the paper for one video: class-aware A, class-agnostic A_ca and the A_score of every
+    class that is kept (s_c >= class_th), detected or in the ground truth, each in its own panel, with the
+    ground truth and the top detections, as OUTPUT_DIR/EXP_NAME/plots/VID.png."""
     curves = {"class-aware A": out["A"][0].cpu().numpy(), "class-agnostic A_ca": out["A_ca"][0].cpu().numpy()}
-    for c in dict.fromkeys(int(c) for c in detections[:, 0]):
-        curves[f"A_score {class_names[c]}"] = out["A_score"][0, :, c].cpu().numpy()
+    probs = torch.softmax(out["p"][0], dim=0).cpu().numpy()                 # [C] video scores
+    index = {name: c for c, name in enumerate(class_names)}
+    shown = [*select_classes(probs, args.class_th).tolist(), *(int(c) for c in detections[:, 0]),
+             *(index[label] for label, _, _ in gt)]
+    for c in dict.fromkeys(shown):
+        curves[f"A_score {class_names[c]} (s = {probs[c]:.2f})"] = out["A_score"][0, :, c].cpu().numpy()
     seconds = T_v * SNIPPET_FRAMES / args.feature_fps / len(curves["class-aware A"])
     path = os.path.join(args.output_dir, args.exp_name, "plots", f"{vid}.png")
     plot_video(path, curves, seconds, list(gt), [(class_names[int(c)], s, t0, t1) for c, s, t0, t1 in detections],
@@ -284,11 +310,9 @@ def run_inference(args, device):
     model_file = args.model_file or os.path.join(out_dir, "best.pt")
     state = checkpoint.load(model_file)
     checkpoint.restore(args, state, model_file)
-    own_run = os.path.dirname(os.path.abspath(model_file)) == os.path.abspath(out_dir) and not args.predict_dir
-    if os.path.isfile(os.path.join(out_dir, "last.pt")) and not own_run and not args.overwrite:
-        raise ValueError(f"{out_dir} holds a training run: the results of {model_file}"
-                         f"{' on ' + args.predict_dir if args.predict_dir else ''} would replace its predictions.json "
-                         f"and metrics.json; give another --exp_name (or --overwrite)")
+    if args.predict_dir and os.path.isfile(os.path.join(out_dir, "last.pt")) and not args.overwrite:
+        raise ValueError(f"{out_dir} holds a training run: the detections of {model_file} on {args.predict_dir} "
+                         f"would replace its predictions.json; give another --exp_name (or --overwrite)")
     if args.predict_dir:
         return predict_folder(args, device, state, model_file, out_dir)
     class_names = checkpoint.class_names_of(state, model_file, args.class_names,
@@ -297,10 +321,12 @@ def run_inference(args, device):
     check_plot_videos(args.plot_video, test_set.vids, f"the test split of {args.data_path}")
     model = checkpoint.load_model(state, args, len(class_names), device, model_file)
     metrics, predictions = evaluate(model, test_set, args, device)
-    write_results(out_dir, metrics, predictions)
+    # A run's own metrics.json / predictions.json (its best step) are never replaced by a later evaluation.
+    eval_dir = os.path.join(out_dir, "eval_" + os.path.splitext(os.path.basename(model_file))[0])
+    write_results(eval_dir, metrics, predictions)
     print(f"model {model_file} on {args.data_path} ({len(test_set)} test videos)")
     print(format_table(metrics))
-    print(f"predictions and metrics written to {out_dir}/")
+    print(f"predictions and metrics written to {eval_dir}/")
     return metrics
 
 
@@ -434,6 +460,8 @@ def train(args, device, resumed=None):
         torch.set_rng_state(resumed["torch_rng"])
         if best_metrics is not None and os.path.isfile(os.path.join(os.path.dirname(args.resume), "best.pt")):
             best_file = os.path.join(os.path.dirname(args.resume), "best.pt")
+    history = read_log(os.path.dirname(args.resume), step) if args.resume else []   # log.csv rows so far
+    window = []                                                    # loss terms since the last evaluation
 
     def save(name, resumable=False):
         """best.pt: what inference needs; last.pt also what resuming needs (the optimizer's state)."""
@@ -442,15 +470,17 @@ def train(args, device, resumed=None):
         checkpoint.save(os.path.join(out_dir, name), model, args, class_names, step=step, best_metrics=best_metrics,
                         **state)
 
-    print(f"training on {len(train_set)} videos ({steps_per_epoch} steps/epoch, {total_steps} steps) on {device}; "
-          + (f"best.pt selected on {len(select_set)} held-out training videos, test scored once at the end"
-             if held_out else "best.pt selected by test mAP (the release's recipe)"))
+    log_line(out_dir, f"training on {len(train_set)} videos ({steps_per_epoch} steps/epoch, {total_steps} steps) "
+                      f"on {device}; " + (f"best.pt selected on {len(select_set)} held-out training videos, test "
+                                          f"scored once at the end" if held_out
+                                          else "best.pt selected by test mAP (the release's recipe)"))
     if step == 0:
         metrics, _ = evaluate(model, select_set, args, device)
-        print(f"step 0 (untrained): {select_name} mAP {metrics['average_mAP'] * 100:.2f}  "
-              f"cls_acc {metrics['cls_acc'] * 100:.1f}")
+        log_evaluation(out_dir, history, step, metrics, window)
+        log_line(out_dir, f"step 0 (untrained): {select_name} mAP {metrics['average_mAP'] * 100:.2f}  "
+                          f"cls_acc {metrics['cls_acc'] * 100:.1f}")
     writer = SummaryWriter(os.path.join(out_dir, "logs"), purge_step=step or None)   # a resumed run drops later events
-    bar = tqdm(total=total_steps, initial=step, dynamic_ncols=True)
+    bar = tqdm(total=total_steps, initial=step, dynamic_ncols=True, disable=None)   # terminal only: off when piped
     with StopRequest() as stop:
         while step < total_steps and not stop.signum:
             epoch = step // steps_per_epoch
@@ -459,6 +489,7 @@ def train(args, device, resumed=None):
             for feats, labels, _, _ in DataLoader(train_set, batch_sampler=batches, num_workers=args.num_workers):
                 terms, n_consistent = train_step(model, optimizer, feats.to(device), labels.to(device), args)
                 step += 1
+                window.append(terms)
                 consistent.append([step, n_consistent])
                 for k, v in terms.items():
                     writer.add_scalar(f"loss/{k}", v, step)
@@ -468,6 +499,8 @@ def train(args, device, resumed=None):
                 if step % args.detection_inf_step == 0 or step == total_steps:
                     metrics, predictions = evaluate(model, select_set, args, device)
                     log_metrics(writer, metrics, step, select_name)
+                    log_evaluation(out_dir, history, step, metrics, window)
+                    window = []
                     if metrics["average_mAP"] > best_mAP:
                         best_mAP = metrics["average_mAP"]
                         best_metrics = dict(metrics, step=step, selected_on=select_name)
@@ -478,8 +511,9 @@ def train(args, device, resumed=None):
                     save("last.pt", resumable=True)
                     save_json(dict(metrics, step=step, split=select_name), os.path.join(out_dir, "last_metrics.json"))
                     plot_consistent(consistent, args, os.path.join(out_dir, "consistent_segments.png"))
-                    bar.write(f"step {step}: {select_name} mAP {metrics['average_mAP'] * 100:.2f}  "
-                              f"best {best_mAP * 100:.2f}  cls_acc {metrics['cls_acc'] * 100:.1f}")
+                    log_line(out_dir, f"step {step}: {select_name} mAP {metrics['average_mAP'] * 100:.2f}  "
+                                      f"best {best_mAP * 100:.2f}  cls_acc {metrics['cls_acc'] * 100:.1f}  "
+                                      f"loss {history[-1]['total']:.4f}")
                 if step == total_steps or stop.signum:
                     break
     bar.close()
@@ -544,12 +578,14 @@ def claim_output_dir(out_dir, overwrite):
     """A new run needs a folder without another run's outputs; --overwrite removes them first (so that
     the tensorboard curves of two runs never interleave)."""
     present = [f for f in RUN_OUTPUTS if os.path.lexists(os.path.join(out_dir, f))]
-    if not present:
-        return
-    if not overwrite:
+    if present and not overwrite:
         hint = f"continue it with --resume {out_dir}/last.pt, " if "last.pt" in present else ""
         raise ValueError(f"{out_dir} already holds a run ({', '.join(present)}): {hint}replace it with --overwrite, "
                          f"or choose another --exp_name / --output_dir")
+    if os.path.isfile(os.path.join(out_dir, "log.txt")):   # alone: the log of a start stopped before its first step
+        os.remove(os.path.join(out_dir, "log.txt"))
+    if not present:
+        return
     for f in present:
         path = os.path.join(out_dir, f)
         shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
@@ -561,6 +597,33 @@ def plot_consistent(consistent, args, path):
     steps, counts = zip(*consistent)
     plot_series(path, {"consistent snippets": (list(steps), list(counts))}, "step",
                 f"snippets per video (of T = {args.num_segments})", title="Consistent segments during training")
+
+
+def log_line(out_dir, line):
+    """A line for the terminal (above the progress bar) and for OUTPUT_DIR/EXP_NAME/log.txt."""
+    tqdm.write(line)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "log.txt"), "a") as f:
+        f.write(line + "\n")
+
+
+def log_evaluation(out_dir, history, step, metrics, window):
+    """Append one row to ``history`` and rewrite OUTPUT_DIR/EXP_NAME/log.csv atomically: the step, each loss
+    term averaged over the steps since the last evaluation (``window``: their term dicts; empty at step 0),
+    the mAP at each tIoU, its average and the accuracies."""
+    row = {"step": step, **(pd.DataFrame(window).mean().to_dict() if window else {})}
+    row.update({f"mAP@{t:g}": m for t, m in zip(metrics["tiou"], metrics["mAP"])})
+    row.update({k: metrics[k] for k in ("average_mAP", "cls_acc", "A_bin_acc", "A_ca_bin_acc")})
+    history.append(row)
+    save_text(pd.DataFrame(history).to_csv(index=False), os.path.join(out_dir, "log.csv"))
+
+
+def read_log(folder, step):
+    """The log.csv rows of ``folder`` up to ``step`` (a resumed run continues its log), [] without one."""
+    path = os.path.join(folder, "log.csv")
+    if not os.path.isfile(path):
+        return []
+    return pd.read_csv(path).query("step <= @step").to_dict("records")
 
 
 def log_metrics(writer, metrics, step, split="test"):
@@ -577,6 +640,7 @@ def main(argv=None):
         resumed = checkpoint.load(args.resume)
         checkpoint.restore_run(args, resumed, args.resume)
     torch.manual_seed(args.seed)
+    set_gpu_numerics(args.strict_fp32)
     device = resolve_device(args.device)
     if args.inference_only:
         return run_inference(args, device)

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .detection import THUMOS_TIOU, evaluate_files
+from .detection import THUMOS_TIOU, evaluate_files, ignored_note
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -33,6 +33,7 @@ def _as_json(result: dict) -> str:
             "average_mAP": result["average_mAP"],
             "tiou": result["tiou"].tolist(),
             "ap_per_class": {name: ap.tolist() for name, ap in result["ap_per_class"].items()},
+            "ignored": result["ignored"],
         }
     )
 
@@ -58,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    note = ignored_note(result["ignored"], args.subset)
+    if note:
+        print(note, file=sys.stderr)
     print(_as_json(result) if args.json else _table(result, args.per_class))
     return 0
 

@@ -4,7 +4,9 @@ Per class, predictions are ranked by score (descending; ties keep input order) a
 every tIoU threshold independently, to the unmatched ground truth of its video and class with the highest
 tIoU >= threshold (exact ties: the later ground truth in gt.json order). AP is the interpolated area of the
 official evaluator (activitynet/ActivityNet, Evaluation/eval_detection.py); mAP averages AP over the classes
-present in the ground truth of the subset.
+present in the ground truth of the subset. THUMOS14's "Ambiguous" marker (IGNORED_LABELS) is not a class: its
+segments are dropped from the ground truth and predictions carrying it are dropped, as the official THUMOS14
+evaluation does; the result counts them under "ignored" (see ignored_note).
 
 The greedy matching is sequential only inside one (video, class) group, so all groups advance together:
 step r processes the r-th best prediction of every group at once, with arrays [groups, max_gt, n_tiou].
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 THUMOS_TIOU = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+IGNORED_LABELS = frozenset({"Ambiguous"})  # THUMOS14 marks unclear stretches so; they are not a class
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class GroundTruth:
     """Ground-truth instances of one subset, in gt.json order.
 
     classes: sorted class names present in the subset; other_classes: labels found only in other subsets;
+    ignored: {IGNORED_LABELS label: annotations of the subset dropped}, only labels that occur;
     video_ids: every video of the subset (gt.json order);
     video [n] int index into video_ids; label [n] int index into classes; segment [n, 2] (start, end) seconds.
     """
@@ -34,6 +38,7 @@ class GroundTruth:
     subset: str
     classes: list[str]
     other_classes: frozenset
+    ignored: dict
     video_ids: list[str]
     video: np.ndarray
     label: np.ndarray
@@ -96,7 +101,7 @@ def load_ground_truth(gt: dict, subset: str) -> GroundTruth:
     database = gt.get("database") if isinstance(gt, dict) else None
     if not isinstance(database, dict):
         raise ValueError('ground truth: expected an object with a "database" object')
-    video_ids, rows, elsewhere = [], [], set()  # rows: (video index, label, start, end)
+    video_ids, rows, elsewhere, ignored = [], [], set(), {}  # rows: (video index, label, start, end)
     for vid, entry in database.items():
         if not isinstance(entry, dict) or "subset" not in entry:
             raise ValueError(f'ground truth video {vid!r}: expected an object with a "subset"')
@@ -113,6 +118,9 @@ def load_ground_truth(gt: dict, subset: str) -> GroundTruth:
             problem = _record_problem(annotation, score_keys=())
             if problem:
                 raise ValueError(f"ground truth video {vid!r}, annotation {k}: {problem}")
+            if annotation["label"] in IGNORED_LABELS:
+                ignored[annotation["label"]] = ignored.get(annotation["label"], 0) + 1
+                continue
             rows.append((len(video_ids), annotation["label"], *map(float, annotation["segment"])))
         video_ids.append(vid)
     if not rows:
@@ -123,7 +131,8 @@ def load_ground_truth(gt: dict, subset: str) -> GroundTruth:
     return GroundTruth(
         subset=subset,
         classes=classes,
-        other_classes=frozenset(elsewhere - set(classes)),
+        other_classes=frozenset(elsewhere - set(classes) - IGNORED_LABELS),
+        ignored=ignored,
         video_ids=video_ids,
         video=np.array(video, dtype=np.int64),
         label=np.array([index[name] for name in labels], dtype=np.int64),
@@ -175,8 +184,8 @@ def _load_detections(results: dict, gt: GroundTruth) -> _Detections:
     """Index the predictions against the ground truth.
 
     A label that no video of gt.json carries is an error naming the video; a label of gt.json without
-    instances in the subset cannot change the mAP and is ignored (ActivityNet protocol); predictions for
-    videos outside the subset are false positives, with one warning.
+    instances in the subset cannot change the mAP and is ignored (ActivityNet protocol), and so is a label of
+    IGNORED_LABELS; predictions for videos outside the subset are false positives, with one warning.
     """
     mapping = _prediction_lists(results)
     flat = [p for predictions in mapping.values() for p in predictions]
@@ -191,7 +200,7 @@ def _load_detections(results: dict, gt: GroundTruth) -> _Detections:
     video = np.array([video_index.get(vid, -1) for vid in mapping], dtype=np.int64)[owner]  # [m]
     known = label >= 0
     for i in np.flatnonzero(~known):
-        if labels[i] not in gt.other_classes:
+        if labels[i] not in gt.other_classes and labels[i] not in IGNORED_LABELS:
             raise ValueError(f"prediction for video {list(mapping)[owner[i]]!r}: label {labels[i]!r} is not a class "
                              f"of the ground truth ({len(gt.classes)} classes in {gt.subset!r})")
     stray = known & (video < 0)
@@ -319,6 +328,7 @@ def _evaluate(gt: GroundTruth, det: _Detections, thresholds: np.ndarray) -> dict
         "average_mAP": float(mean_ap.mean()),
         "ap_per_class": {name: ap[:, c].copy() for c, name in enumerate(gt.classes)},
         "tiou": thresholds,
+        "ignored": dict(gt.ignored),
     }
 
 
@@ -331,13 +341,22 @@ def evaluate_detection(gt: dict, results: dict, subset: str = "test", tiou_thres
     gt: {"database": {vid: {"subset", "annotations": [{"label", "segment"}]}}}.
     results: {"version", "results": {vid: [{"label", "score" (or "score300"), "segment"}]}, "external_data"},
     or the inner {vid: [...]} mapping; "score" wins when both keys are present.
-    Returns {"mAP": [T], "average_mAP": float, "ap_per_class": {class: [T]}, "tiou": [T]} (fractions).
-    Predictions for videos outside the subset count as false positives, those with labels outside its classes
-    are ignored; each case warns once. Malformed input raises ValueError naming the video.
+    Returns {"mAP": [T], "average_mAP": float, "ap_per_class": {class: [T]}, "tiou": [T]} (fractions) and
+    "ignored": {label: n} for the ground-truth segments of IGNORED_LABELS dropped (empty when none).
+    Predictions for videos outside the subset count as false positives (one warning), those with labels
+    outside its classes are ignored. Malformed input raises ValueError naming the video.
     """
     thresholds = _thresholds(tiou_thresholds)
     ground_truth = load_ground_truth(gt, subset)
     return _evaluate(ground_truth, _load_detections(results, ground_truth), thresholds)
+
+
+def ignored_note(ignored: dict, subset: str) -> str | None:
+    """One line saying which ground-truth segments were not scored ("ignored" of a result), or None."""
+    if not ignored:
+        return None
+    what = ", ".join(f"{n} {label!r}" for label, n in sorted(ignored.items()))
+    return f"note: {what} segment(s) of subset {subset!r} not scored (not a class, as in the THUMOS14 protocol)"
 
 
 def _read_json(path) -> object:

@@ -13,6 +13,9 @@ FIRST type of this list whose condition holds, tIoU being taken with the ground 
     4. confusion         tIoU >= 0.1 with a ground truth of another class (below tiou, else rule 2);
     5. background        tIoU < 0.1 with every ground truth of the video (or a video outside the subset).
 
+Segments of IGNORED_LABELS (THUMOS14's "Ambiguous") are not ground truth here either (see detection.py), so a
+false positive on such a stretch alone is background.
+
 DETAD itself picks between rules 1/2 and 3/4 by the label of the single ground truth of highest tIoU; here a
 same-class overlap wins over a stronger other-class one. With tiou <= 0.1 rules 3 and 4 never apply.
 
@@ -38,6 +41,7 @@ from .detection import (
     _thresholds,
     _tiou,
     _true_positives,
+    ignored_note,
     load_ground_truth,
 )
 
@@ -113,6 +117,7 @@ def _breakdown(gt: GroundTruth, det: _Detections, tiou: float, top_factor: float
     n_gt = np.bincount(gt.label, minlength=len(gt.classes))
     return {
         "subset": gt.subset,
+        "ignored": dict(gt.ignored),
         "tiou": tiou,
         "top_factor": top_factor,
         "predictions": len(codes),
@@ -133,7 +138,7 @@ def false_positive_breakdown(gt: dict, results: dict, subset: str = "test", tiou
     """DETAD false-positive breakdown of ActivityNet-format results (see the module docstring for the rules).
 
     gt, results: as for eval.detection.evaluate_detection (same reading rules, errors and warnings).
-    Returns {"subset", "tiou", "top_factor",
+    Returns {"subset", "ignored" (as evaluate_detection's), "tiou", "top_factor",
              "predictions": analysed (top-G) predictions, "true_positive": n, "false_positive": n,
              "counts": {FP type: n}, "fractions": {FP type: n / false_positive (0.0 without false positives)},
              "per_class": {class: {"ground_truth", "predictions", "true_positive", FP type...: n}}},
@@ -191,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    note = ignored_note(result["ignored"], args.subset)
+    if note:
+        print(note, file=sys.stderr)
     print(json.dumps(result) if args.json else _table(result))
     return 0
 

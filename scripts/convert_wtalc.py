@@ -9,7 +9,8 @@ videoname, classlist (not per video: the class names), segments ([[t0, t1], ...]
 duration, and the per-instance labels aligned with segments: labels.npy where it exists (W-TALC,
 CO2-Net), else labels_all.npy (which those releases use for the unique video-level labels).
 Target: OUT/gt.json, OUT/split_{train,test}.txt, OUT/features/{train,test}/{rgb,flow}/VID.npy
-(float32 [T, 1024]). Videos of other subsets go to gt.json only. The output is written into a
+(float32 [T, 1024]). Videos of other subsets go to gt.json only. THUMOS14's "Ambiguous" segments are
+left out of gt.json (not a class: the evaluator would ignore them too) and counted. The output is written into a
 temporary folder next to OUT and renamed at the end, so a failed run leaves nothing behind.
 """
 import argparse
@@ -96,8 +97,8 @@ def load_annotations(ann_dir, n):
 
 
 def parse_video(i, arrays, classlist, ann_dir, label_path):
-    """(vid, gt.json entry) of video i; labels must be in classlist (or IGNORED_LABELS), segments
-    [t0, t1] with t0 <= t1, one per label."""
+    """(vid, gt.json entry, number of IGNORED_LABELS segments left out) of video i; labels must be in
+    classlist (or IGNORED_LABELS), segments [t0, t1] with t0 <= t1, one per label."""
     vid = as_text(arrays["videoname"][i], os.path.join(ann_dir, "videoname.npy"))
     labels = [as_text(label, label_path) for label in as_list(arrays["labels"][i])]
     segments_path = os.path.join(ann_dir, "segments.npy")
@@ -105,7 +106,7 @@ def parse_video(i, arrays, classlist, ann_dir, label_path):
     if len(labels) != len(segments):
         raise ValueError(f"{label_path} / {segments_path}: video {vid} has {len(labels)} labels "
                          f"but {len(segments)} segments")
-    annotations = []
+    annotations, ignored = [], 0
     for label, segment in zip(labels, segments):
         if label not in classlist and label not in IGNORED_LABELS:
             raise ValueError(f"{label_path}: video {vid}: label {label!r} is not in classlist.npy")
@@ -115,6 +116,9 @@ def parse_video(i, arrays, classlist, ann_dir, label_path):
             raise ValueError(f"{segments_path}: video {vid}: segment {segment!r} is not [t0, t1]") from None
         if not (np.isfinite(t0) and np.isfinite(t1) and t0 <= t1):
             raise ValueError(f"{segments_path}: video {vid}: segment [{t0}, {t1}] is not finite with start <= end")
+        if label in IGNORED_LABELS:
+            ignored += 1
+            continue
         annotations.append({"label": label, "segment": [t0, t1]})
     duration_path = os.path.join(ann_dir, "duration.npy")
     try:
@@ -122,7 +126,7 @@ def parse_video(i, arrays, classlist, ann_dir, label_path):
     except (TypeError, ValueError):
         raise ValueError(f"{duration_path}: video {vid}: duration {arrays['duration'][i]!r} is not a number") from None
     subset = as_text(arrays["subset"][i], os.path.join(ann_dir, "subset.npy"))
-    return vid, {"subset": subset, "duration": duration, "annotations": annotations}
+    return vid, {"subset": subset, "duration": duration, "annotations": annotations}, ignored
 
 
 def split_streams(feat, path, vid):
@@ -158,9 +162,10 @@ def write_dataset(tmp, features_path, features, arrays, classlist, ann_dir, labe
                   train_subset, test_subset):
     """Write gt.json, the split files and the features of the train and test videos into tmp;
     returns the summary counts."""
-    database, splits = {}, {"train": [], "test": []}
+    database, splits, ignored = {}, {"train": [], "test": []}, 0
     for i in range(len(features)):
-        vid, entry = parse_video(i, arrays, classlist, ann_dir, label_path)
+        vid, entry, n_ignored = parse_video(i, arrays, classlist, ann_dir, label_path)
+        ignored += n_ignored
         if vid in database or not vid or os.sep in vid or vid in (".", ".."):
             raise ValueError(f"{os.path.join(ann_dir, 'videoname.npy')}: video id {vid!r} is repeated "
                              f"or not usable as a file name")
@@ -185,14 +190,15 @@ def write_dataset(tmp, features_path, features, arrays, classlist, ann_dir, labe
     return {"train": len(splits["train"]), "test": len(splits["test"]),
             "other": len(database) - len(splits["train"]) - len(splits["test"]),
             "classes": len(classlist),
-            "instances": sum(len(e["annotations"]) for e in database.values())}
+            "instances": sum(len(e["annotations"]) for e in database.values()), "ignored": ignored}
 
 
 def convert(src, out, train_subset="validation", test_subset="test", force=False):
     """Convert the W-TALC-layout folder src into the project layout at out.
 
     Returns a summary: videos per split ('train', 'test', 'other': gt.json only), 'classes' (length of
-    classlist.npy), 'instances' (annotations written to gt.json), 'out'.
+    classlist.npy), 'instances' (annotations written to gt.json), 'ignored' (IGNORED_LABELS segments left
+    out of it), 'out'.
     """
     if train_subset == test_subset:
         raise ValueError(f"--train_subset and --test_subset are both {train_subset!r}")
@@ -226,7 +232,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     s = convert(args.src, args.out, args.train_subset, args.test_subset, args.force)
     print(f"{s['out']}: train {s['train']} videos ({args.train_subset}), test {s['test']} ({args.test_subset}), "
-          f"other {s['other']} (gt.json only); {s['classes']} classes; {s['instances']} instances")
+          f"other {s['other']} (gt.json only); {s['classes']} classes; {s['instances']} instances"
+          + (f" ({s['ignored']} {'/'.join(sorted(IGNORED_LABELS))} segments left out)" if s["ignored"] else ""))
 
 
 if __name__ == "__main__":

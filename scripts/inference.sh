@@ -3,7 +3,7 @@
 #   DATA_PATH=data/THUMOS14 MODEL_FILE=ckpt/CAS_Only.pkl bash scripts/inference.sh
 # MODEL_FILE may be the authors' CAS_Only.pkl (evaluated with the release's soft-NMS) or one of ours
 # (default: ckpt/aicl/best.pt), which brings the settings it was trained with; flags given here win.
-# Writes predictions.json and metrics.json to ckpt/<exp_name>/. Extra arguments go to main.py.
+# Writes predictions.json and metrics.json to ckpt/<exp_name>/eval_<checkpoint name>/. Extra arguments go to main.py.
 # A DATA_PATH without gt.json or a MODEL_FILE that does not exist stops. Only when DATA_PATH is not set and
 # data/THUMOS14 holds no dataset does it say so and evaluate the demo model on the demo dataset.
 set -euo pipefail

@@ -12,6 +12,7 @@ import os
 import sys
 
 import numpy as np
+import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -41,17 +42,21 @@ def main_seeds(argv=None):
         best.append(main.main(argv_seed))
         last.append(last_metrics(main.parse_args(argv_seed)))
     head = [f"{t:g}" for t in base.tiou] + ["AVG"]
-    print(f"\n{len(opts.seeds)} seeds ({' '.join(map(str, opts.seeds))}): mAP (%) mean ± std")
-    print(f"{'selection':<34}" + "".join(f"{h:>13}" for h in head))
-    summary = {}
+    summary, table = {}, {}
     for name, runs in (("best (on test, as the release)", best), ("last (no selection)", last)):
         mean, std = summarise(runs)
         summary[name.split()[0]] = {"mean": mean.tolist(), "std": std.tolist()}
-        print(f"{name:<34}" + "".join(f"{m:7.1f} ±{s:4.1f}" for m, s in zip(mean, std)))
+        table[name] = [f"{m:.1f} ± {s:.1f}" for m, s in zip(mean, std)]
+    print(f"\n{len(opts.seeds)} seeds ({' '.join(map(str, opts.seeds))}): mAP (%) mean ± std")
+    print(pd.DataFrame.from_dict(table, orient="index", columns=head).to_string())
     if opts.json:
         print(json.dumps({"seeds": opts.seeds, "tiou": base.tiou, **summary}))
     return summary
 
 
 if __name__ == "__main__":
-    main_seeds()
+    try:
+        main_seeds()
+    except (FileNotFoundError, ValueError) as err:     # bad input: the message names the file and the problem
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -13,6 +13,8 @@ import json
 import os
 import sys
 
+import pandas as pd
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import main  # noqa: E402
@@ -58,10 +60,12 @@ def main_tables(argv=None):
         best, last = run_row(flags, extra, f"{base}_t{opts.table}_{i}")
         rows.append({"row": name, "flags": " ".join(flags), "paper_avg": paper,
                      "best_avg": best["average_mAP"] * 100, "last_avg": last["average_mAP"] * 100})
+    table = pd.DataFrame(rows).set_index("row")[["paper_avg", "best_avg", "last_avg", "flags"]]
+    table.columns = ["paper", "best", "last", "flags"]
+    table.index.name = None
+    table["flags"] = table["flags"].str.ljust(table["flags"].str.len().max())
     print(f"\n{TITLES[opts.table]} (AVG mAP %; the paper's numbers are THUMOS14 0.1:0.7)")
-    print(f"{'row':<26} {'paper':>6} {'best':>6} {'last':>6}  flags")
-    for r in rows:
-        print(f"{r['row']:<26} {r['paper_avg']:6.1f} {r['best_avg']:6.1f} {r['last_avg']:6.1f}  {r['flags']}")
+    print(table.to_string(float_format="{:.1f}".format))
     print("best: the checkpoint with the best test mAP (the release's selection); last: the final evaluation")
     if opts.json:
         print(json.dumps({"table": opts.table, "rows": rows}))
@@ -69,4 +73,8 @@ def main_tables(argv=None):
 
 
 if __name__ == "__main__":
-    main_tables()
+    try:
+        main_tables()
+    except (FileNotFoundError, ValueError) as err:     # bad input: the message names the file and the problem
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

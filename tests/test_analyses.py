@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -101,6 +102,14 @@ def test_evaluation_reports_table5_and_draws_the_figures(data, tmp_path):
     assert [s for s, _ in state["consistent"]] == list(range(1, 13))
     assert all(0 <= n <= 32 for _, n in state["consistent"])
     assert json.load(open(out / "last_metrics.json"))["step"] == 12
+    log = pd.read_csv(out / "log.csv")                           # one row per evaluation, for plotting
+    assert log["step"].tolist() == [0, 6, 12]
+    assert {"total", "L_a", "L_ca", "L_mc", "L_c", "L_ac", "mAP@0.1", "mAP@0.7", "average_mAP", "cls_acc"} <= set(log)
+    assert log.loc[0, ["total", "L_a"]].isna().all() and np.isfinite(log.loc[1:, ["total", "L_a", "L_c"]]).all().all()
+    assert log["average_mAP"].iloc[-1] == pytest.approx(json.load(open(out / "last_metrics.json"))["average_mAP"])
+    text = (out / "log.txt").read_text()
+    assert "\r" not in text and [line.split(":")[0] for line in text.splitlines() if line.startswith("step")] == [
+        "step 0 (untrained)", "step 6", "step 12"]
 
     # Table 5 by hand from the model's outputs: share of sampled snippets where A^bin equals "any action"
     args = main.parse_args(run)

@@ -211,12 +211,13 @@ def test_inference_does_not_replace_another_run_s_results(data, run, tmp_path):
     folder, _ = run
     bare = tmp_path / "CAS_Only.pkl"
     torch.save(torch.load(folder / "best.pt", weights_only=True)["model"], bare)
-    before = (folder / "metrics.json").read_bytes()
+    before = {f: (folder / f).read_bytes() for f in ("metrics.json", "predictions.json")}
     into_run = ["--data_path", data, "--output_dir", str(folder.parent), "--exp_name", folder.name, "--inference_only",
                 "--embed_dim", "64"]
-    with pytest.raises(ValueError, match=r"r holds a training run: the results of .*CAS_Only\.pkl would replace"):
-        main.main(into_run + ["--model_file", str(bare)])
-    with pytest.raises(ValueError, match="holds a training run"):
+    main.main(into_run + ["--model_file", str(bare)])       # evaluation results go to their own folder
+    assert json.load(open(folder / "eval_CAS_Only" / "metrics.json"))["average_mAP"] >= 0
+    with pytest.raises(ValueError, match=r"holds a training run: the detections of .*best\.pt on .* would replace"):
         main.main(into_run + ["--predict_dir", os.path.join(data, "features", "test")])
-    assert (folder / "metrics.json").read_bytes() == before
-    main.main(into_run)                                     # the run's own best.pt: its own numbers again
+    main.main(into_run)                                     # the run's own best.pt: into eval_best/
+    assert os.path.isfile(folder / "eval_best" / "predictions.json")
+    assert {f: (folder / f).read_bytes() for f in before} == before

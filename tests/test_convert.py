@@ -87,7 +87,8 @@ def load_split(out, split):
 def test_convert_writes_gt_splits_and_features(src, tmp_path):
     out = tmp_path / "out"
     summary = convert(str(src), str(out))
-    assert summary == {"train": 3, "test": 2, "other": 0, "classes": 3, "instances": 6, "out": str(out)}
+    assert summary == {"train": 3, "test": 2, "other": 0, "classes": 3, "instances": 6, "ignored": 0,
+                       "out": str(out)}
     database = json.loads((out / "gt.json").read_text())["database"]
     assert list(database) == VIDEOS
     for i, vid in enumerate(VIDEOS):
@@ -123,6 +124,22 @@ def test_labels_all_per_instance_used_without_labels_file(tmp_path):
     convert(str(src), str(tmp_path / "out"))
     database = json.loads((tmp_path / "out" / "gt.json").read_text())["database"]
     assert [a["label"] for a in database[VIDEOS[0]]["annotations"]] == ["BaseballPitch", "BaseballPitch"]
+
+
+def test_ambiguous_segments_are_left_out_of_gt_json_and_counted(tmp_path):
+    labels = [list(ls) for ls in LABELS]
+    segments = [list(seg) for seg in SEGMENTS]
+    labels[4], segments[4] = ["Diving", b"Ambiguous"], [[4.0, 6.4], [7.0, 8.0]]
+    labels[1], segments[1] = ["Ambiguous", "Billiards"], [[0.0, 0.5], [1.0, 3.5]]
+    src = make_wtalc(tmp_path / "src", labels=object_array(labels),
+                     segments=object_array([np.array(x, dtype=np.float64).reshape(-1, 2) for x in segments]))
+    out = tmp_path / "out"
+    summary = convert(str(src), str(out))
+    assert (summary["instances"], summary["ignored"]) == (6, 2)
+    database = json.loads((out / "gt.json").read_text())["database"]
+    assert database[VIDEOS[4]]["annotations"] == [{"label": "Diving", "segment": [4.0, 6.4]}]
+    assert database[VIDEOS[1]]["annotations"] == [{"label": "Billiards", "segment": [1.0, 3.5]}]
+    assert load_split(out, "train").labels[VIDEOS[1]].tolist() == [0.0, 1.0, 0.0]   # no warning either
 
 
 def test_subset_options_and_other_subsets(tmp_path):

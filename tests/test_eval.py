@@ -359,3 +359,37 @@ def test_matches_reference_loop(seed):
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
     np.testing.assert_allclose(result["mAP"], expected.mean(axis=0), rtol=0, atol=1e-12)
     assert 0 < result["average_mAP"] < 1
+
+
+# ------------------------------------------------------------------------------------- THUMOS14 "Ambiguous"
+
+
+AMBIGUOUS_GT = {"v1": [("A", 0, 10), ("Ambiguous", 12, 14), ("B", 20, 30)], "v2": [("Ambiguous", 0, 5)]}
+AMBIGUOUS_PRED = {"v1": [("A", 0.9, 0, 10), ("B", 0.8, 21, 30), ("Ambiguous", 0.7, 12, 14), ("A", 0.6, 12, 14)],
+                  "v2": [("B", 0.5, 0, 5)]}
+
+
+def test_ambiguous_is_not_a_class_and_is_counted():
+    with_ambiguous = evaluate_detection(make_gt(AMBIGUOUS_GT), make_results(AMBIGUOUS_PRED))
+    plain_gt = {vid: [a for a in anns if a[0] != "Ambiguous"] for vid, anns in AMBIGUOUS_GT.items()}
+    plain_pred = {vid: [p for p in preds if p[0] != "Ambiguous"] for vid, preds in AMBIGUOUS_PRED.items()}
+    plain = evaluate_detection(make_gt(plain_gt), make_results(plain_pred))
+    assert list(with_ambiguous["ap_per_class"]) == ["A", "B"]                 # no extra class with AP 0
+    np.testing.assert_array_equal(with_ambiguous["mAP"], plain["mAP"])
+    assert with_ambiguous["average_mAP"] == plain["average_mAP"] > 0.5
+    assert with_ambiguous["ignored"] == {"Ambiguous": 2} and plain["ignored"] == {}
+    assert load_ground_truth(make_gt(AMBIGUOUS_GT), "test").video_ids == ["v1", "v2"]   # v2 stays: its B is an FP
+
+
+def test_cli_prints_one_note_for_ambiguous_segments(tmp_path):
+    gt = write(tmp_path / "gt.json", make_gt(AMBIGUOUS_GT))
+    pred = write(tmp_path / "result.json", make_results(AMBIGUOUS_PRED))
+    proc = run_cli("--gt", gt, "--pred", pred, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "note: 2 'Ambiguous' segment(s) of subset 'test' not scored (not a class, as in the THUMOS14 protocol)"]
+    out = json.loads(proc.stdout)
+    assert list(out["ap_per_class"]) == ["A", "B"] and out["ignored"] == {"Ambiguous": 2}
+    clean = run_cli("--gt", write(tmp_path / "gt2.json", GOLDEN["ground_truth"]),
+                    "--pred", write(tmp_path / "result2.json", GOLDEN["results"]), "--json")
+    assert clean.returncode == 0 and "note" not in clean.stderr

@@ -283,3 +283,13 @@ def test_cli_error_names_the_file(tmp_path):
     proc = run_cli("--gt", tmp_path / "nowhere.json", "--pred", pred, "--json")
     assert proc.returncode == 1
     assert "nowhere.json" in proc.stderr and proc.stdout == ""
+
+
+def test_ambiguous_segments_are_not_ground_truth(tmp_path):
+    gt = make_gt({"v1": [("A", 0, 10), ("Ambiguous", 20, 30)]})
+    pred = make_results({"v1": [("A", 0.9, 0, 10), ("A", 0.8, 20, 30)]})
+    result = false_positive_breakdown(gt, pred, top_factor=2)
+    assert list(result["per_class"]) == ["A"] and result["ignored"] == {"Ambiguous": 1}
+    assert result["true_positive"] == 1 and result["counts"]["background"] == 1
+    proc = run_cli("--gt", write(tmp_path / "gt.json", gt), "--pred", write(tmp_path / "r.json", pred))
+    assert proc.returncode == 0 and proc.stderr.count("\n") == 1 and "'Ambiguous'" in proc.stderr

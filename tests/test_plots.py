@@ -37,18 +37,36 @@ def assert_nontrivial(image: np.ndarray, height: int, width: int) -> None:
 # --------------------------------------------------------------------------------------------- plot_video
 
 
+def video_height(n_curves: int) -> int:
+    """Pixel height of a video figure with n_curves curve panels."""
+    return round((n_curves * plots.CURVE_HEIGHT + plots.DETECTION_HEIGHT) * plots.DPI)
+
+
+def test_each_curve_gets_its_own_panel_and_y_range():
+    curves = {"class-aware A": 0.002 + 0.006 * np.sin(np.linspace(0, 3, 50)) ** 2,   # lives near 0
+              "class-agnostic A_ca": np.linspace(0.1, 0.9, 50), "A_score flat": np.full(50, 0.3)}
+    fig = plots.video_figure(curves, 0.64, GT_SEGMENTS, DETECTIONS)
+    assert len(fig.axes) == 4                                     # three curves, then the detections
+    for ax, (name, curve) in zip(fig.axes, curves.items()):
+        low, high = ax.get_ylim()
+        assert low <= curve.min() and curve.max() <= high and name in ax.get_title(loc="left")
+    low, high = fig.axes[0].get_ylim()
+    assert high - low < 0.01                                      # the small curve fills its panel
+    assert fig.axes[2].get_ylim() == pytest.approx((0.29, 0.31))
+
+
 def test_plot_video_writes_a_png(tmp_path):
     path = tmp_path / "video.png"
     out = plots.plot_video(path, CURVES, 0.25, GT_SEGMENTS, DETECTIONS, title="video_test_0000004")
     assert out == str(path)
-    assert_nontrivial(read_png(path), 600, 1200)  # VIDEO_FIGSIZE at DPI
+    assert_nontrivial(read_png(path), video_height(3), 1200)  # VIDEO_WIDTH at DPI
     assert os.listdir(tmp_path) == ["video.png"]  # no temporary file left
 
 
 @pytest.mark.parametrize("gt_segments, detections", [([], DETECTIONS), (GT_SEGMENTS, []), ([], [])])
 def test_plot_video_without_ground_truth_or_detections(tmp_path, gt_segments, detections):
     path = plots.plot_video(tmp_path / "video.png", CURVES, 0.25, gt_segments, detections)
-    assert_nontrivial(read_png(path), 600, 1200)
+    assert_nontrivial(read_png(path), video_height(3), 1200)
     assert os.listdir(tmp_path) == ["video.png"]
 
 

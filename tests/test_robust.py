@@ -273,3 +273,13 @@ def test_folder_with_both_feature_layouts_is_refused(data, tmp_path):
     np.save(folder / "v.npy", np.zeros((4, 2048), dtype=np.float32))
     with pytest.raises(ValueError, match=r"both: holds both rgb/ \(\+ flow/\) and VID\.npy files"):
         main.feature_files(str(folder))
+
+
+@pytest.mark.parametrize("script, options", [("tables.py", ["--table", "4"]), ("seeds.py", ["--seeds", "1"])])
+def test_runners_report_a_bad_data_path_in_one_line(script, options, tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join("scripts", script), *options, "--", "--data_path",
+                           str(tmp_path / "nowhere"), "--output_dir", str(tmp_path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "nowhere" in lines[0]

@@ -13,10 +13,13 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .io import write_atomic
 
-VIDEO_FIGSIZE = (12.0, 6.0)  # inches; at DPI: 1200 x 600 pixels
+VIDEO_WIDTH = 12.0  # inches; at DPI: 1200 pixels
+CURVE_HEIGHT = 1.5  # inches per activation-curve panel
+DETECTION_HEIGHT = 2.5  # inches of the detection panel
 SERIES_FIGSIZE = (8.0, 4.5)  # 800 x 450 pixels
 DPI = 100
 GT_ALPHA = 0.2  # shading of a ground-truth span
@@ -45,16 +48,31 @@ def _shade_ground_truth(ax, gt_segments: list, colors: dict, with_labels: bool) 
                     fontsize=8, clip_on=True)
 
 
-def _draw_curves(ax, curves: dict, seconds_per_snippet: float) -> None:
-    """Each 1-D curve [T] against the centre time (t + 0.5) * seconds_per_snippet of its snippets."""
-    for name, curve in curves.items():
-        curve = np.asarray(curve, dtype=float)
-        if curve.ndim != 1:
-            raise ValueError(f"curve {name!r}: expected a 1-D array, got shape {curve.shape}")
-        ax.plot((np.arange(len(curve)) + 0.5) * seconds_per_snippet, curve, label=name, linewidth=1.2)
-    if curves:
-        ax.legend(loc="upper right", fontsize=8)
-    ax.set_ylabel("activation")
+def _as_curve(name: str, curve) -> np.ndarray:
+    """curve as a float array [T]; ValueError naming it when it is not 1-D or holds no value."""
+    curve = np.asarray(curve, dtype=float)
+    if curve.ndim != 1 or curve.size == 0:
+        raise ValueError(f"curve {name!r}: expected a non-empty 1-D array, got shape {curve.shape}")
+    return curve
+
+
+def curve_limits(curve: np.ndarray) -> tuple[float, float]:
+    """y-limits of a curve's own panel: its finite range with a 10% margin (a flat curve gets +-0.01 around
+    its value), so that a curve living near 0 is as readable as one spanning [0, 1]."""
+    finite = curve[np.isfinite(curve)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    margin = 0.1 * (high - low) or 0.01 * max(1.0, abs(high))
+    return low - margin, high + margin
+
+
+def _draw_curve(ax, name: str, curve: np.ndarray, seconds_per_snippet: float, color: str) -> None:
+    """One curve [T] against the centre time (t + 0.5) * seconds_per_snippet of its snippets, on its own
+    y-range, named with its minimum and maximum above the panel."""
+    ax.plot((np.arange(len(curve)) + 0.5) * seconds_per_snippet, curve, color=color, linewidth=1.2)
+    ax.set_ylim(*curve_limits(curve))
+    ax.yaxis.set_major_locator(MaxNLocator(3))
+    ax.set_title(f"{name}  (min {np.nanmin(curve):.3g}, max {np.nanmax(curve):.3g})", loc="left", fontsize=8,
+                 color=color)
 
 
 def _score_alphas(scores: np.ndarray) -> np.ndarray:
@@ -77,30 +95,41 @@ def _draw_detections(ax, detections: list, colors: dict, top_n: int) -> None:
     ax.set_ylabel(f"top-{len(shown)} detections")
 
 
-def plot_video(path, curves: dict, seconds_per_snippet: float, gt_segments: list, detections: list, title: str = "",
-               top_n: int = 10) -> str:
-    """One PNG of a video: activation curves with the ground truth (top), the best detections (bottom).
-
-    curves: {name: [T] array} per snippet, e.g. "class-aware A", "class-agnostic A_ca", "A_score[class]";
-    seconds_per_snippet: the duration of one snippet (time axis in seconds);
-    gt_segments: [(label, start, end)] seconds, shaded in both panels and labelled in the top one;
-    detections: [(label, score, start, end)]; the top_n by score are drawn as bars, opacity by score.
-    Writes atomically (see _save_atomic) and returns path as a string.
-    """
+def video_figure(curves: dict, seconds_per_snippet: float, gt_segments: list, detections: list, title: str = "",
+                 top_n: int = 10) -> Figure:
+    """The figure of plot_video: one panel per curve (in order, each on its own y-range), then the detections."""
     if not seconds_per_snippet > 0:
         raise ValueError(f"seconds_per_snippet must be positive, got {seconds_per_snippet!r}")
+    curves = {name: _as_curve(name, curve) for name, curve in curves.items()}
     colors = _class_colors([label for label, *_ in gt_segments] + [label for label, *_ in detections])
-    fig = Figure(figsize=VIDEO_FIGSIZE, dpi=DPI, constrained_layout=True)
-    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 2)})
-    _shade_ground_truth(top, gt_segments, colors, with_labels=True)
-    _draw_curves(top, curves, seconds_per_snippet)
-    _shade_ground_truth(bottom, gt_segments, colors, with_labels=False)
-    _draw_detections(bottom, detections, colors, top_n)
-    bottom.set_xlabel("time (s)")
-    top.set_xlim(left=0)
+    heights = [CURVE_HEIGHT] * len(curves) + [DETECTION_HEIGHT]
+    fig = Figure(figsize=(VIDEO_WIDTH, sum(heights)), dpi=DPI, constrained_layout=True)
+    axes = fig.subplots(len(heights), 1, sharex=True, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
+    for i, (ax, (name, curve)) in enumerate(zip(axes, curves.items())):
+        _shade_ground_truth(ax, gt_segments, colors, with_labels=i == 0)
+        _draw_curve(ax, name, curve, seconds_per_snippet, color=f"C{i}")
+    _shade_ground_truth(axes[-1], gt_segments, colors, with_labels=not curves)
+    _draw_detections(axes[-1], detections, colors, top_n)
+    axes[-1].set_xlabel("time (s)")
+    axes[0].set_xlim(left=0)
     if title:
-        top.set_title(title)
-    return _save_atomic(fig, path)
+        fig.suptitle(title)
+    return fig
+
+
+def plot_video(path, curves: dict, seconds_per_snippet: float, gt_segments: list, detections: list, title: str = "",
+               top_n: int = 10) -> str:
+    """One PNG of a video: a panel per activation curve with the ground truth, the best detections below.
+
+    curves: {name: [T] array} per snippet, e.g. "class-aware A", "class-agnostic A_ca", "A_score LongJump";
+    each gets its own panel and y-range (curve_limits), so curves of very different scales stay readable;
+    seconds_per_snippet: the duration of one snippet (time axis in seconds);
+    gt_segments: [(label, start, end)] seconds, shaded in every panel and labelled in the top one;
+    detections: [(label, score, start, end)]; the top_n by score are drawn as bars, opacity by score.
+    The figure is VIDEO_WIDTH wide and CURVE_HEIGHT per curve + DETECTION_HEIGHT high (inches at DPI).
+    Writes atomically (see _save_atomic) and returns path as a string.
+    """
+    return _save_atomic(video_figure(curves, seconds_per_snippet, gt_segments, detections, title, top_n), path)
 
 
 def plot_series(path, series: dict, xlabel: str, ylabel: str, title: str = "") -> str:
