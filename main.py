@@ -109,6 +109,9 @@ def parse_args(argv=None):
     p.add_argument("--exp_name", default="aicl")
     p.add_argument("--output_dir", default="ckpt", help="checkpoints, logs and results go to OUTPUT_DIR/EXP_NAME/")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="bf16: the convolutions run under bf16 autocast (CPU and CUDA); heads' outputs, mining, "
+                        "losses and evaluation stay float32. fp32 (default) is the reproduction")
     args = p.parse_args(argv)
     given = {a.split("=")[0] for a in (sys.argv[1:] if argv is None else argv) if a.startswith("--")}
     args.explicit = {action.dest for action in p._actions if given & set(action.option_strings)}
@@ -132,6 +135,11 @@ def resolve_device(name):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def autocast(args, device):
+    """The forward pass's precision: bf16 autocast for --precision bf16, else a no-op context."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
 
 def build_model(args, num_classes):
@@ -170,7 +178,8 @@ def predict(model, dataset, args, device):
     results, correct, hits, snippets = {}, 0, np.zeros(2), 0
     for feats, label, vid, T_v in DataLoader(dataset, batch_size=1, num_workers=args.num_workers):
         vid, T_v = vid[0], int(T_v[0])
-        out = model(feats.to(device))
+        with autocast(args, device):
+            out = model(feats.to(device))
         probs, kept, detections = localize_video(out, T_v, args)
         correct += set(kept.tolist()) == set(np.flatnonzero(label[0].numpy()).tolist())
         action = dataset.frame_labels(vid).any(axis=1)[uniform_indices(T_v, args.num_segments)]   # [T]
@@ -322,7 +331,8 @@ def predict_folder(args, device, model_file, out_dir):
     for vid, read in videos.items():
         feats = read()                                                    # [T_v, 2048]
         x = torch.from_numpy(feats[uniform_indices(len(feats), args.num_segments)])[None].to(device)
-        out = model(x)
+        with autocast(args, device):
+            out = model(x)
         _, _, detections = localize_video(out, len(feats), args)
         results[vid] = as_records(detections, class_names)
         rows.writerows([vid, d["label"], f"{d['segment'][0]:.2f}", f"{d['segment'][1]:.2f}", f"{d['score']:.4f}"]
@@ -356,7 +366,8 @@ def train_step(model, optimizer, feats, labels, args):
     """One optimisation step on a batch (feats [B, T, 2048], labels [B, C]). Returns the loss terms as
     floats and the mean number of consistent snippets per video (both branches agree: Fig. 3)."""
     model.train()
-    out = model(feats)
+    with autocast(args, feats.device):
+        out = model(feats)                                 # float32 outputs in either precision
     weights = {name: w if name in args.losses else 0.0 for name, w in RELEASE_WEIGHTS.items()}
     loss, terms = total_loss(out, labels, q=args.q_val, weights=weights, stop_gradient=args.stop_gradient,
                              spaces=args.contrast_spaces)

@@ -63,9 +63,11 @@ class _Branches(nn.Module):
         """-> E_R, E_F [B, D, T], A_R, A_F [B, T]."""
         if self.agnostic_fusion == "late":
             E_R, E_F = self.action_module_rgb(rgb), self.action_module_flow(flow)
-            return E_R, E_F, torch.sigmoid(self.cls_rgb(E_R)).squeeze(1), torch.sigmoid(self.cls_flow(E_F)).squeeze(1)
+            # the logits go to float32 before the sigmoid (a bf16 sigmoid saturates to 1 from 0.996 on)
+            A_R, A_F = torch.sigmoid(self.cls_rgb(E_R).float()), torch.sigmoid(self.cls_flow(E_F).float())
+            return E_R, E_F, A_R.squeeze(1), A_F.squeeze(1)
         E_ca = self.action_module(x)
-        A = torch.sigmoid(self.cls_action(E_ca)).squeeze(1)
+        A = torch.sigmoid(self.cls_action(E_ca).float()).squeeze(1)
         return E_ca, E_ca, A, A
 
 
@@ -97,10 +99,13 @@ class AICL(nn.Module):
         E, cas = m.class_aware(x, rgb, flow)                       # [B, D, T], [B, C, T]
         E_R, E_F, A_R, A_F = m.class_agnostic(x, rgb, flow)        # [B, D, T] x2, [B, T] x2
         T = x.shape[2]
-        return derive_outputs(cas.transpose(1, 2), A_R, A_F,
-                              E.transpose(1, 2), E_R.transpose(1, 2), E_F.transpose(1, 2),
-                              gamma=self.gamma, k_mil=max(1, T // self.topk_ratio),
-                              k_mine=max(1, T // self.mine_ratio))
+        # Under bf16 autocast only the convolutions above run in bf16; from the heads on (actionness,
+        # top-k, mining, and the losses computed from these outputs) everything is float32.
+        with torch.autocast(x.device.type, enabled=False):
+            return derive_outputs(cas.float().transpose(1, 2), A_R.float(), A_F.float(),
+                                  E.float().transpose(1, 2), E_R.float().transpose(1, 2), E_F.float().transpose(1, 2),
+                                  gamma=self.gamma, k_mil=max(1, T // self.topk_ratio),
+                                  k_mine=max(1, T // self.mine_ratio))
 
 
 def derive_outputs(cas, A_R, A_F, E, E_R, E_F, gamma, k_mil, k_mine):
