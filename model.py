@@ -15,7 +15,8 @@ FEATURE_DIM = 1024  # per stream (I3D rgb, I3D flow)
 
 def _embedding(in_channels, embed_dim):
     """E = ReLU(conv_k3(x)): [B, in_channels, T] -> [B, embed_dim, T]."""
-    return nn.Sequential(nn.Conv1d(in_channels, embed_dim, 3, padding=1), nn.ReLU())
+    # in place: the convolution's backward needs its input and weight, not its output
+    return nn.Sequential(nn.Conv1d(in_channels, embed_dim, 3, padding=1), nn.ReLU(inplace=True))
 
 
 class _Branches(nn.Module):
@@ -92,10 +93,11 @@ class AICL(nn.Module):
     def forward(self, x):
         """x [B, T, 2048] -> dict of every quantity the losses and the post-processing use."""
         m = self.actionness_module
-        # channels-first copies made once here; a strided view would be copied again for the backward pass
-        rgb = x[:, :, :FEATURE_DIM].transpose(1, 2).contiguous()   # [B, 1024, T]
-        flow = x[:, :, FEATURE_DIM:].transpose(1, 2).contiguous()  # [B, 1024, T]
+        # channels-first copies made once here (a strided view would be copied again for the backward
+        # pass): one transposing copy, then plain copies of its two halves
         x = x.transpose(1, 2).contiguous()                         # [B, 2048, T]
+        rgb = x[:, :FEATURE_DIM].contiguous()                      # [B, 1024, T]
+        flow = x[:, FEATURE_DIM:].contiguous()                     # [B, 1024, T]
         E, cas = m.class_aware(x, rgb, flow)                       # [B, D, T], [B, C, T]
         E_R, E_F, A_R, A_F = m.class_agnostic(x, rgb, flow)        # [B, D, T] x2, [B, T] x2
         T = x.shape[2]
