@@ -15,7 +15,8 @@ FEATURE_DIM = 1024  # per stream (I3D rgb, I3D flow)
 
 def _embedding(in_channels, embed_dim):
     """E = ReLU(conv_k3(x)): [B, in_channels, T] -> [B, embed_dim, T]."""
-    return nn.Sequential(nn.Conv1d(in_channels, embed_dim, 3, padding=1), nn.ReLU())
+    # in place: the convolution's backward needs its input and weight, not its output
+    return nn.Sequential(nn.Conv1d(in_channels, embed_dim, 3, padding=1), nn.ReLU(inplace=True))
 
 
 class _Branches(nn.Module):
@@ -63,9 +64,11 @@ class _Branches(nn.Module):
         """-> E_R, E_F [B, D, T], A_R, A_F [B, T]."""
         if self.agnostic_fusion == "late":
             E_R, E_F = self.action_module_rgb(rgb), self.action_module_flow(flow)
-            return E_R, E_F, torch.sigmoid(self.cls_rgb(E_R)).squeeze(1), torch.sigmoid(self.cls_flow(E_F)).squeeze(1)
+            # the logits go to float32 before the sigmoid (a bf16 sigmoid saturates to 1 from 0.996 on)
+            A_R, A_F = torch.sigmoid(self.cls_rgb(E_R).float()), torch.sigmoid(self.cls_flow(E_F).float())
+            return E_R, E_F, A_R.squeeze(1), A_F.squeeze(1)
         E_ca = self.action_module(x)
-        A = torch.sigmoid(self.cls_action(E_ca)).squeeze(1)
+        A = torch.sigmoid(self.cls_action(E_ca).float()).squeeze(1)
         return E_ca, E_ca, A, A
 
 
@@ -90,17 +93,21 @@ class AICL(nn.Module):
     def forward(self, x):
         """x [B, T, 2048] -> dict of every quantity the losses and the post-processing use."""
         m = self.actionness_module
-        # channels-first copies made once here; a strided view would be copied again for the backward pass
-        rgb = x[:, :, :FEATURE_DIM].transpose(1, 2).contiguous()   # [B, 1024, T]
-        flow = x[:, :, FEATURE_DIM:].transpose(1, 2).contiguous()  # [B, 1024, T]
+        # channels-first copies made once here (a strided view would be copied again for the backward
+        # pass): one transposing copy, then plain copies of its two halves
         x = x.transpose(1, 2).contiguous()                         # [B, 2048, T]
+        rgb = x[:, :FEATURE_DIM].contiguous()                      # [B, 1024, T]
+        flow = x[:, FEATURE_DIM:].contiguous()                     # [B, 1024, T]
         E, cas = m.class_aware(x, rgb, flow)                       # [B, D, T], [B, C, T]
         E_R, E_F, A_R, A_F = m.class_agnostic(x, rgb, flow)        # [B, D, T] x2, [B, T] x2
         T = x.shape[2]
-        return derive_outputs(cas.transpose(1, 2), A_R, A_F,
-                              E.transpose(1, 2), E_R.transpose(1, 2), E_F.transpose(1, 2),
-                              gamma=self.gamma, k_mil=max(1, T // self.topk_ratio),
-                              k_mine=max(1, T // self.mine_ratio))
+        # Under bf16 autocast only the convolutions above run in bf16; from the heads on (actionness,
+        # top-k, mining, and the losses computed from these outputs) everything is float32.
+        with torch.autocast(x.device.type, enabled=False):
+            return derive_outputs(cas.float().transpose(1, 2), A_R.float(), A_F.float(),
+                                  E.float().transpose(1, 2), E_R.float().transpose(1, 2), E_F.float().transpose(1, 2),
+                                  gamma=self.gamma, k_mil=max(1, T // self.topk_ratio),
+                                  k_mine=max(1, T // self.mine_ratio))
 
 
 def derive_outputs(cas, A_R, A_F, E, E_R, E_F, gamma, k_mil, k_mine):

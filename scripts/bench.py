@@ -2,10 +2,12 @@
 
     python3 scripts/bench.py [--json] [--device auto] [--data data/bench]
 
-1. Training step (batch 16, T = 750, all five losses, backward, Adam) against its floor: the FLOPs of
-   the three embedding convolutions (forward and weight gradients) at the fp32 matmul rate measured here.
-2. Full test pass (213 THUMOS14-sized videos, T = 750, batch 1): forward passes + proposals + NMS + mAP,
-   against the forward passes alone.
+1. Training step (batch 16, T = 750, all five losses, backward, Adam) in fp32 and in bf16 (--precision),
+   each against its floor: the measured time of exactly the three embedding convolutions (2048->D and
+   twice 1024->D, k = 3; forward plus weight and bias gradients, no input gradient) in the same
+   precision, timed interleaved with the steps (the minimum over the repeats of each).
+2. Full test pass (213 THUMOS14-sized videos, T = 750, batch 1) in both precisions: forward passes +
+   proposals + NMS + mAP, against the forward passes alone.
 3. Evaluator: 100,000 predictions against 3,000 ground-truth instances, 20 classes, 7 tIoUs; and at
    ActivityNet v1.3 validation scale (4,926 videos, 200 classes, 10 tIoUs, 500,000 predictions).
 The data for 1 and 2 is generated once into --data (synthetic features in the real layout).
@@ -36,29 +38,41 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
+def seconds(fn, device):
+    """Seconds of one call of fn."""
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
 def timed(fn, device, repeat):
     """Seconds of each of ``repeat`` calls of fn (after one warm-up call)."""
     fn()
-    times = []
-    for _ in range(repeat):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def matmul_rate(device, n=4096, repeat=5):
-    """Best fp32 matmul rate (FLOP/s) of an n x n product."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    return 2 * n ** 3 / min(timed(lambda: a @ b, device, repeat))
+    return [seconds(fn, device) for _ in range(repeat)]
 
 
 def conv_flops(batch, T, embed_dim):
     """Forward + weight-gradient FLOPs of the three k=3 embedding convolutions (2048->D, 1024->D twice)."""
     macs = batch * T * embed_dim * 3 * (2 * FEATURE_DIM + FEATURE_DIM + FEATURE_DIM)
     return 2 * 2 * macs
+
+
+def conv_floor(args, device):
+    """A callable that runs exactly the three embedding convolutions of a training step (class-aware
+    Conv1d 2048->D, class-agnostic Conv1d 1024->D twice, k = 3, [B, C_in, T] inputs): forward, then
+    the weight and bias gradients (inputs need none), under the precision of ``args``."""
+    B, T, D = args.batch_size, args.num_segments, args.embed_dim
+    convs = [torch.nn.Conv1d(c, D, 3, padding=1).to(device) for c in (2 * FEATURE_DIM, FEATURE_DIM, FEATURE_DIM)]
+    inputs = [torch.randn(B, conv.in_channels, T, device=device) for conv in convs]
+    params = [p for conv in convs for p in conv.parameters()]
+
+    def run():
+        with main.autocast(args, device):
+            outs = [conv(x) for conv, x in zip(convs, inputs)]          # [B, D, T] each
+        torch.autograd.grad(outs, params, [torch.ones_like(o) for o in outs])
+    return run
 
 
 def ensure_data(root):
@@ -69,23 +83,35 @@ def ensure_data(root):
     return root
 
 
-def bench_train(args, device, train_set, steps):
-    """Median seconds of one training step on real batches, and the seconds spent fetching them."""
-    model = main.build_model(args, len(THUMOS14_CLASSES)).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+def bench_train(args, device, train_set, steps, precisions=("fp32", "bf16")):
+    """Per precision: the minimum seconds of one training step on real batches and of its convolution
+    floor, timed interleaved (floor, step, floor, step, ... over the precisions) so that both see the
+    same load; also the median seconds spent fetching a batch and the trained models."""
+    settings = {p: argparse.Namespace(**dict(vars(args), precision=p)) for p in precisions}
+    models, optimizers, floors = {}, {}, {}
+    for p, a in settings.items():
+        torch.manual_seed(a.seed)
+        models[p] = main.build_model(a, len(THUMOS14_CLASSES)).to(device)
+        optimizers[p] = main.build_optimizer(a, models[p])
+        floors[p] = conv_floor(a, device)
     batches = main.epoch_batches(len(train_set), args.batch_size, args.seed, 0)
-    loader = iter(DataLoader(train_set, batch_sampler=batches * steps, num_workers=args.num_workers))
-    step_times, fetch_times = [], []
-    for i in range(steps + 2):
+    loader = iter(DataLoader(train_set, batch_sampler=batches * (steps + 2), num_workers=args.num_workers))
+    step_times, floor_times, fetch_times = ({p: [] for p in precisions} for _ in range(3))
+    for i in range(steps + 2):                       # two warm-up steps
         start = time.perf_counter()
         feats, labels, _, _ = next(loader)
-        fetched = time.perf_counter()
-        main.train_step(model, optimizer, feats.to(device), labels.to(device), args)
-        sync(device)
-        if i >= 2:                                   # two warm-up steps
-            fetch_times.append(fetched - start)
-            step_times.append(time.perf_counter() - fetched)
-    return model, statistics.median(step_times), statistics.median(fetch_times)
+        fetch_s = time.perf_counter() - start
+        feats, labels = feats.to(device), labels.to(device)
+        for p, a in settings.items():
+            floor_s = seconds(floors[p], device)
+            step_s = seconds(lambda: main.train_step(models[p], optimizers[p], feats, labels, a), device)
+            if i >= 2:
+                step_times[p].append(step_s)
+                floor_times[p].append(floor_s)
+        if i >= 2:
+            fetch_times[precisions[0]].append(fetch_s)
+    return (models, {p: min(t) for p, t in step_times.items()}, {p: min(t) for p, t in floor_times.items()},
+            statistics.median(fetch_times[precisions[0]]))
 
 
 def bench_test_pass(args, device, model, test_set):
@@ -96,7 +122,8 @@ def bench_test_pass(args, device, model, test_set):
     def forward_only():
         with torch.no_grad():
             for feats, _, _, _ in DataLoader(test_set, batch_size=1, num_workers=args.num_workers):
-                model(feats.to(device))
+                with main.autocast(args, device):
+                    model(feats.to(device))
 
     forward_s = min(timed(forward_only, device, 2))
     outcome = {}
@@ -151,20 +178,24 @@ def main_bench(argv=None):
     test_set = FeatureDataset(opts.data, "test", args.num_segments, "uniform", THUMOS14_CLASSES, args.seed)
     load_s = time.perf_counter() - start
 
-    rate = matmul_rate(device)
-    floor = conv_flops(args.batch_size, args.num_segments, args.embed_dim) / rate
-    model, step_s, fetch_s = bench_train(args, device, train_set, opts.steps)
-    forward_s, test_s, metrics, detections = bench_test_pass(args, device, model, test_set)
+    models, step_s, floor_s, fetch_s = bench_train(args, device, train_set, opts.steps)
+    flop = conv_flops(args.batch_size, args.num_segments, args.embed_dim)
+    test = {p: bench_test_pass(argparse.Namespace(**dict(vars(args), precision=p)), device, models[p], test_set)
+            for p in models}                         # per precision: forward_s, test_s, metrics, detections
     eval_s = bench_eval()
     anet_eval_s = bench_eval(repeat=1, tiou=main.ANET_TIOU, n_pred=500_000, n_gt=7_654, n_classes=200,
                              n_videos=4_926)
 
-    rows = [
-        ("train step (B16, T750)", step_s, floor, f"floor = {conv_flops(16, 750, args.embed_dim) / 1e9:.0f} GFLOP "
-                                                  f"at {rate / 1e9:.0f} GFLOP/s (matmul)"),
-        ("batch fetch (in-memory)", fetch_s, step_s, "vs the step"),
-        (f"test pass ({len(test_set)} videos)", test_s, forward_s,
-         f"vs forward passes alone; {detections:.0f} detections/video"),
+    rows = []
+    for p in models:
+        rows.append((f"train step {p} (B16, T750)", step_s[p], floor_s[p],
+                     f"vs the 3 embedding convs alone ({flop / 1e9:.0f} GFLOP): step {flop / step_s[p] / 1e9:.0f}, "
+                     f"convs {flop / floor_s[p] / 1e9:.0f} GFLOP/s"))
+    rows.append(("batch fetch (in-memory)", fetch_s, step_s["fp32"], "vs the fp32 step"))
+    for p, (forward_s, test_s, _, detections) in test.items():
+        rows.append((f"test pass {p} ({len(test_set)} videos)", test_s, forward_s,
+                     f"vs forward passes alone; {detections:.0f} detections/video"))
+    rows += [
         ("evaluator (100k pred, 3k GT)", eval_s, 1.0, "vs the 1 s target; 20 classes, 7 tIoUs"),
         ("evaluator, ActivityNet scale", anet_eval_s, None, "500k pred, 7.6k GT, 4,926 videos, 200 classes, 10 tIoUs"),
         ("feature loading (once)", load_s, None, f"{len(train_set) + len(test_set)} videos"),
@@ -174,13 +205,17 @@ def main_bench(argv=None):
     for name, t, ref, note in rows:
         ref_s, ratio = (f"{ref:14.3f}", f"{t / ref:6.2f}") if ref else (f"{'':14}", f"{'':6}")
         print(f"{name:<30} {t:9.3f} {ref_s} {ratio}  {note}")
-    print(f"(the model has had {opts.steps + 2} training steps on synthetic data: its mAP, "
-          f"{metrics['average_mAP'] * 100:.1f}, means nothing; the detections give the post-processing load)")
+    print(f"(times: the minimum over {opts.steps} interleaved steps, 2 test passes; the models have had "
+          f"{opts.steps + 2} training steps on synthetic data: their mAP, "
+          f"{test['fp32'][2]['average_mAP'] * 100:.1f} (fp32), means nothing; the detections give the "
+          f"post-processing load)")
     if opts.json:
-        print(json.dumps({"device": str(device), "matmul_gflops": rate / 1e9, "train_step_s": step_s,
-                          "train_step_floor_s": floor, "batch_fetch_s": fetch_s, "test_pass_s": test_s,
-                          "forward_only_s": forward_s, "eval_s": eval_s, "anet_eval_s": anet_eval_s,
-                          "feature_load_s": load_s}))
+        print(json.dumps({"device": str(device), "train_step_gflop": flop / 1e9,
+                          "train_step_s": step_s["fp32"], "train_step_floor_s": floor_s["fp32"],
+                          "train_step_bf16_s": step_s["bf16"], "train_step_floor_bf16_s": floor_s["bf16"],
+                          "batch_fetch_s": fetch_s, "test_pass_s": test["fp32"][1], "forward_only_s": test["fp32"][0],
+                          "test_pass_bf16_s": test["bf16"][1], "forward_only_bf16_s": test["bf16"][0],
+                          "eval_s": eval_s, "anet_eval_s": anet_eval_s, "feature_load_s": load_s}))
 
 
 if __name__ == "__main__":
