@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from dataset import (CLASS_COUNTS, FEATURE_FPS, SNIPPET_FRAMES, THUMOS14_CLASSES, FeatureDataset, load_class_names,
                      load_features, load_joint_features, uniform_indices)
-from eval import THUMOS_TIOU, evaluate_detection, load_ground_truth
+from eval import THUMOS_TIOU, evaluate_detection, load_ground_truth, scored_subset
 from losses import RELEASE_WEIGHTS, total_loss
 from model import AICL, load_weights
 from utils.io import save_json, save_text, save_torch
@@ -29,18 +29,23 @@ from utils.proposals import localize, select_classes
 
 
 # Settings that differ between datasets; a flag left unset takes its dataset's value. THUMOS14: the
-# authors' release. ActivityNet (paper and supplement; the release has no ActivityNet code): T = 50,
-# k = T // 2, gamma 1/2, embedding 1024 for v1.3, tIoU 0.5:0.05:0.95 (np.linspace as the official
-# evaluator), train on "training" and test on "validation". class_th 0.1 for ActivityNet is our choice
-# (the paper gives none); the other post-processing values are the THUMOS14 release's.
+# authors' release. ActivityNet (the release has no ActivityNet code): T = 50, k = T // 2, gamma 1/2,
+# embedding 1024 for v1.3 (supplement), tIoU 0.5:0.05:0.95 (np.linspace as the official evaluator), train
+# on "training" and test on "validation". Where the paper and supplement are silent, the same authors'
+# ActivityNet v1.3 code (lizhilin-ustc/SAL_ActivityNet) decides: class_th 0.1, soft-NMS at 0.7,
+# 50k steps of batch 32 evaluated every 200, and short test videos kept at their own length (README,
+# "ActivityNet v1.2 and v1.3", lists each value with its file).
 ANET_TIOU = np.linspace(0.5, 0.95, 10).tolist()
+THUMOS14_DEFAULTS = dict(num_segments=750, embed_dim=512, topk_ratio=8, cas_weight=1 / 3, class_th=0.25,
+                         nms_thresh=0.4, short_videos="stretch", test_subset="test", tiou=list(THUMOS_TIOU),
+                         batch_size=16, num_epochs=900, max_steps=0, detection_inf_step=50)
+ANET_DEFAULTS = dict(num_segments=50, topk_ratio=2, cas_weight=1 / 2, class_th=0.1, nms_thresh=0.7,
+                     short_videos="keep", test_subset="validation", tiou=ANET_TIOU,
+                     batch_size=32, num_epochs=0, max_steps=50_000, detection_inf_step=200)
 DATASET_DEFAULTS = {
-    "thumos14": dict(num_segments=750, embed_dim=512, topk_ratio=8, cas_weight=1 / 3, class_th=0.25,
-                     test_subset="test", tiou=list(THUMOS_TIOU)),
-    "anet12": dict(num_segments=50, embed_dim=512, topk_ratio=2, cas_weight=1 / 2, class_th=0.1,
-                   test_subset="validation", tiou=ANET_TIOU),
-    "anet13": dict(num_segments=50, embed_dim=1024, topk_ratio=2, cas_weight=1 / 2, class_th=0.1,
-                   test_subset="validation", tiou=ANET_TIOU),
+    "thumos14": THUMOS14_DEFAULTS,
+    "anet12": dict(ANET_DEFAULTS, embed_dim=512),
+    "anet13": dict(ANET_DEFAULTS, embed_dim=1024),
 }
 
 
@@ -53,7 +58,11 @@ def parse_args(argv=None):
     p.add_argument("--data_path", default="data/THUMOS14", help="dataset root (gt.json, split_*.txt, features/)")
     p.add_argument("--modal", default="all", choices=["all"], help="AICL always uses both streams")
     p.add_argument("--num_segments", type=int, help="(*) snippets per video after sampling (T): 750 / 50")
-    p.add_argument("--num_workers", type=int, default=0, help="DataLoader workers (features are cached in memory)")
+    p.add_argument("--num_workers", type=int, default=0,
+                   help="DataLoader workers (they prefetch batches; worth it with --feature_cache mmap)")
+    p.add_argument("--feature_cache", default="auto", choices=["auto", "memory", "mmap"],
+                   help="hold every feature file in memory, or memory-map the files and read the sampled snippets; "
+                        "auto: memory when a split's features take under half the available memory")
     p.add_argument("--test_subset", help="(*) gt.json subset scored by the evaluator: test / validation")
     # model
     p.add_argument("--embed_dim", type=int, help="(*) embedding width: 512 (THUMOS14, ANet1.2) / 1024 (ANet1.3)")
@@ -69,9 +78,9 @@ def parse_args(argv=None):
     # optimisation
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--weight_decay", type=float, default=5e-4)
-    p.add_argument("--batch_size", type=int, default=16)
-    p.add_argument("--num_epochs", type=int, default=900)
-    p.add_argument("--max_steps", type=int, default=0, help="stop after this many steps (0: no limit)")
+    p.add_argument("--batch_size", type=int, help="(*) 16 / 32")
+    p.add_argument("--num_epochs", type=int, help="(*) 900 / 0 (0: no epoch limit, --max_steps decides)")
+    p.add_argument("--max_steps", type=int, help="(*) stop after this many steps (0: no limit): 0 / 50000")
     p.add_argument("--q_val", type=float, default=0.7, help="q of the generalized cross-entropy L_ca")
     p.add_argument("--losses", default="a,ca,mc,c,ac",
                    help="loss terms switched on (Table 4 ablation): any of a, ca, mc, c, ac, comma-separated")
@@ -80,7 +89,7 @@ def parse_args(argv=None):
     p.add_argument("--contrast_spaces", default="E,E_R,E_F",
                    help="embedding spaces of L_c (release: E,E_R,E_F; paper: E_R,E_F)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--detection_inf_step", type=int, default=50, help="evaluate every this many steps")
+    p.add_argument("--detection_inf_step", type=int, help="(*) evaluate every this many steps: 50 / 200")
     p.add_argument("--resume", default=None, help="checkpoint to continue training from (e.g. ckpt/aicl/last.pt)")
     # inference and post-processing
     p.add_argument("--inference_only", action="store_true")
@@ -99,9 +108,12 @@ def parse_args(argv=None):
     p.add_argument("--inflation", type=float, default=None, help="outer-region inflation (default: --gamma)")
     p.add_argument("--scale", type=int, default=24, help="upsampling factor of the curves")
     p.add_argument("--soft_nms", action="store_true", help="soft-NMS (the release scripts pass it) instead of NMS")
-    p.add_argument("--nms_thresh", type=float, default=0.4)
+    p.add_argument("--nms_thresh", type=float, help="(*) IoU threshold of (soft-)NMS: 0.4 / 0.7")
     p.add_argument("--nms_alpha", type=float, default=0.35)
     p.add_argument("--feature_fps", type=int, default=FEATURE_FPS)
+    p.add_argument("--short_videos", choices=["stretch", "keep"],
+                   help="(*) a test video of at most T snippets: stretch it to T by repeating snippets (THUMOS14 "
+                        "release) or keep its own length (SAL, CoLA on ActivityNet): stretch / keep")
     p.add_argument("--plot_video", nargs="+", default=[], metavar="VID",
                    help="test videos to draw (curves, ground truth, detections) into OUTPUT_DIR/EXP_NAME/plots/")
     p.add_argument("--tiou", type=float, nargs="+", help="(*) tIoU thresholds: 0.1:0.1:0.7 / 0.5:0.05:0.95")
@@ -123,6 +135,8 @@ def parse_args(argv=None):
             setattr(args, name, value)
     if args.num_segments < 1:
         p.error(f"--num_segments must be >= 1, got {args.num_segments}")
+    if not (args.num_epochs or args.max_steps):
+        p.error("--num_epochs and --max_steps are both 0: the run would never end")
     if args.inflation is None:
         args.inflation = args.gamma
     return args
@@ -173,7 +187,7 @@ def predict(model, dataset, args, device):
         out = model(feats.to(device))
         probs, kept, detections = localize_video(out, T_v, args)
         correct += set(kept.tolist()) == set(np.flatnonzero(label[0].numpy()).tolist())
-        action = dataset.frame_labels(vid).any(axis=1)[uniform_indices(T_v, args.num_segments)]   # [T]
+        action = dataset.frame_labels(vid).any(axis=1)[uniform_indices(T_v, args.num_segments, dataset.keep_short)]
         for i, key in enumerate(("A_bin", "A_ca_bin")):
             hits[i] += np.sum(out[key][0].cpu().numpy().astype(bool) == action)
         snippets += len(action)
@@ -184,7 +198,13 @@ def predict(model, dataset, args, device):
     n = max(1, len(dataset))
     A_bin_acc, A_ca_bin_acc = (hits / max(1, snippets)).tolist()
     stats = {"cls_acc": correct / n, "A_bin_acc": A_bin_acc, "A_ca_bin_acc": A_ca_bin_acc}
-    return {"version": "AICL", "results": results, "external_data": {}}, stats
+    return result_file(results), stats
+
+
+def result_file(results):
+    """The ActivityNet result form. "method" as well as "version": SAL's and CoLA's evaluators require
+    "method" and "results", the official one "version", "results" and "external_data"."""
+    return {"version": "AICL", "method": "AICL", "results": results, "external_data": {}}
 
 
 def plot_detections(out, T_v, detections, class_names, args, vid, gt=()):
@@ -201,14 +221,16 @@ def plot_detections(out, T_v, detections, class_names, args, vid, gt=()):
 
 
 def evaluate(model, dataset, args, device):
-    """Predict, then score with the ActivityNet protocol. Returns (metrics, predictions)."""
+    """Predict, then score with the ActivityNet protocol. Returns (metrics, predictions); metrics["subset"]
+    is the gt.json subset scored (SAL's "val" when gt.json names the validation videos so)."""
     predictions, stats = predict(model, dataset, args, device)
+    subset = scored_subset(dataset.gt, args.test_subset)
     # Classes with no ground truth in the subset do not enter the ActivityNet mAP (the demo data uses
     # 6 of the 20 classes); leave them out here so the evaluator's error is kept for foreign files.
-    gt_classes = set(load_ground_truth(dataset.gt, args.test_subset).classes)
+    gt_classes = set(load_ground_truth(dataset.gt, subset).classes)
     scored = {vid: [d for d in dets if d["label"] in gt_classes] for vid, dets in predictions["results"].items()}
-    det = evaluate_detection(dataset.gt, scored, subset=args.test_subset, tiou_thresholds=args.tiou)
-    metrics = {"tiou": list(args.tiou), "mAP": [float(m) for m in det["mAP"]],
+    det = evaluate_detection(dataset.gt, scored, subset=subset, tiou_thresholds=args.tiou)
+    metrics = {"subset": subset, "tiou": list(args.tiou), "mAP": [float(m) for m in det["mAP"]],
                "average_mAP": float(det["average_mAP"]), **stats,
                "ap_per_class": {c: [float(a) for a in ap] for c, ap in det["ap_per_class"].items()}}
     return metrics, predictions
@@ -299,11 +321,12 @@ def run_inference(args, device):
     if args.predict_dir:
         return predict_folder(args, device, model_file, out_dir)
     class_names = load_class_names(args.data_path, args.dataset)
-    test_set = FeatureDataset(args.data_path, "test", args.num_segments, "uniform", class_names, args.seed)
+    test_set = feature_dataset(args, "test", class_names)
     model, _ = model_from_checkpoint(args, model_file, device, class_names)
     metrics, predictions = evaluate(model, test_set, args, device)
     write_results(out_dir, metrics, predictions)
-    print(f"model {model_file} on {args.data_path} ({len(test_set)} test videos)")
+    print(f"model {model_file} on {args.data_path} ({len(test_set)} test videos, gt.json subset "
+          f"{metrics['subset']!r})")
     print(format_table(metrics))
     print(f"predictions and metrics written to {out_dir}/")
     return metrics
@@ -321,7 +344,8 @@ def predict_folder(args, device, model_file, out_dir):
     rows.writerow(["video", "label", "start", "end", "score"])
     for vid, read in videos.items():
         feats = read()                                                    # [T_v, 2048]
-        x = torch.from_numpy(feats[uniform_indices(len(feats), args.num_segments)])[None].to(device)
+        x = torch.from_numpy(feats[uniform_indices(len(feats), args.num_segments, args.short_videos == "keep")])
+        x = x[None].to(device)                                            # [1, T or T_v, 2048]
         out = model(x)
         _, _, detections = localize_video(out, len(feats), args)
         results[vid] = as_records(detections, class_names)
@@ -329,7 +353,7 @@ def predict_folder(args, device, model_file, out_dir):
                        for d in results[vid])
         if args.plot:
             plot_detections(out, len(feats), detections, class_names, args, vid)
-    save_json({"version": "AICL", "results": results, "external_data": {}}, os.path.join(out_dir, "predictions.json"))
+    save_json(result_file(results), os.path.join(out_dir, "predictions.json"))
     save_text(table.getvalue(), os.path.join(out_dir, "detections.csv"))
     n_detections = sum(map(len, results.values()))
     print(f"{len(videos)} videos, {n_detections} detections ({len(class_names)} classes) written to "
@@ -350,6 +374,16 @@ def feature_files(folder):
     if not videos:
         raise ValueError(f"{folder}: no feature files (expected rgb/VID.npy + flow/VID.npy, or VID.npy of width 2048)")
     return videos
+
+
+def feature_dataset(args, split, class_names):
+    """The train ('random' sampling) or test ('uniform') split, its feature cache said in the log."""
+    ds = FeatureDataset(args.data_path, split, args.num_segments, "random" if split == "train" else "uniform",
+                        class_names, args.seed, keep_short=args.short_videos == "keep", cache=args.feature_cache)
+    where = "in memory" if ds.cache == "memory" else "memory-mapped, read when sampled"
+    print(f"{split} features: {len(ds)} videos, {ds.feature_bytes / 2 ** 30:.2f} GiB as float32, {where} "
+          f"({ds.cache_reason})")
+    return ds
 
 
 def train_step(model, optimizer, feats, labels, args):
@@ -396,12 +430,12 @@ def train(args, device):
 
     out_dir = os.path.join(args.output_dir, args.exp_name)
     class_names = load_class_names(args.data_path, args.dataset)
-    train_set = FeatureDataset(args.data_path, "train", args.num_segments, "random", class_names, args.seed)
-    test_set = FeatureDataset(args.data_path, "test", args.num_segments, "uniform", class_names, args.seed)
+    train_set = feature_dataset(args, "train", class_names)
+    test_set = feature_dataset(args, "test", class_names)
     model = build_model(args, len(class_names)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999), weight_decay=args.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / args.batch_size)
-    total_steps = steps_per_epoch * args.num_epochs
+    total_steps = steps_per_epoch * args.num_epochs if args.num_epochs else args.max_steps
     if args.max_steps:
         total_steps = min(total_steps, args.max_steps)
     step, best_mAP, best_metrics, consistent = 0, -1.0, None, []   # consistent: [step, snippets] (Fig. 3)

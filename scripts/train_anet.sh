@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Train AICL on ActivityNet v1.2 or v1.3 with the paper's settings (the release has no ActivityNet code;
-# see README "ActivityNet" for the values chosen here). Extra arguments are passed to main.py.
+# Train AICL on ActivityNet v1.2 or v1.3 with the paper's settings and, where it is silent, those of the
+# authors' ActivityNet v1.3 code (SAL_ActivityNet: 50,000 steps of batch 32, evaluation every 200 steps;
+# see README "ActivityNet" for each value and its source). Extra arguments are passed to main.py.
 #   DATA_PATH=data/ActivityNet1.3 bash scripts/train_anet.sh anet13 [--exp_name NAME ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +20,4 @@ if [ ! -f "$DATA_PATH/gt.json" ]; then
   exit 1
 fi
 exec "$PYTHON" main.py --dataset "$DATASET" --data_path "$DATA_PATH" --exp_name "aicl_$DATASET" \
-  --batch_size 16 --lr 1e-4 --num_epochs 50 --detection_inf_step 500 --soft_nms --seed 1 "$@"
+  --batch_size 32 --lr 1e-4 --max_steps 50000 --detection_inf_step 200 --soft_nms --seed 1 "$@"
