@@ -21,7 +21,7 @@ MODEL_SETTINGS = ("embed_dim", "aware_fusion", "agnostic_fusion", "cas_weight", 
 # Settings that change the model or its outputs: they travel with a checkpoint to inference, prediction and
 # resume. A new flag of that kind (a class weight, a precision, ...) is added here and nowhere else.
 CARRIED = MODEL_SETTINGS + ("dataset", "num_segments", "test_subset", "class_th", "tiou", "soft_nms", "nms_thresh",
-                            "nms_alpha", "gamma", "class_weight", "scale", "feature_fps")
+                            "nms_alpha", "gamma", "class_weight", "scale", "feature_fps", "short_videos")
 # The release's CAS_Only.pkl carries no settings; its authors' test script ran it with these.
 RELEASE_SETTINGS = {"soft_nms": True}
 # Flags that --resume accepts with a value other than the stored one (logged): how long and where a run goes.

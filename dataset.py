@@ -1,7 +1,8 @@
 """I3D feature datasets in the CoLA/AICL layout (see README, "Data layout").
 
 DATA/gt.json, DATA/split_{train,test}.txt, DATA/features/{train,test}/{rgb,flow}/VID.npy ([T_v, 1024] each).
-Features are read once and kept in memory; an item is (features [T, 2048], label [C], vid, T_v).
+Features are read once and kept in memory, or memory-mapped and read snippet by snippet when they would not
+fit (FeatureDataset's ``cache``); an item is (features [T, 2048] or [T_v, 2048], label [C], vid, T_v).
 """
 import json
 import os
@@ -23,10 +24,12 @@ SNIPPET_FRAMES = 16
 STREAM_DIM = 1024
 
 
-def uniform_indices(T_v, T):
-    """Test-time sampling: identity if T_v == T, else idx_i = floor(i T_v / T), i = 0..T-1."""
-    if T_v == T:
-        return np.arange(T)
+def uniform_indices(T_v, T, keep_short=False):
+    """Test-time sampling: identity if T_v == T, else idx_i = floor(i T_v / T), i = 0..T-1, which repeats
+    snippets of a video shorter than T (THUMOS14 release). With ``keep_short`` a video of T_v <= T snippets
+    keeps its own T_v (SAL and CoLA on ActivityNet)."""
+    if T_v == T or (keep_short and T_v <= T):
+        return np.arange(T_v)
     return np.floor(np.arange(T) * T_v / T).astype(np.int64)
 
 
@@ -88,13 +91,14 @@ def load_class_names(data_path, dataset):
     return labels
 
 
-def load_features(root, vid):
-    """rgb and flow of one video concatenated along channels: [T_v, 2048] float32.
+def load_features(root, vid, mmap=False):
+    """rgb and flow of one video concatenated along channels: [T_v, 2048] float32; with ``mmap`` the
+    two streams memory-mapped, [T_v, 1024] each, shapes checked and values unread.
 
     A flow stream one snippet shorter than rgb (or the reverse) is cut to the shorter with a warning;
     a larger difference is an error naming the video.
     """
-    rgb, flow = (read_feature_file(os.path.join(root, stream, f"{vid}.npy"), STREAM_DIM, f" for video {vid}")
+    rgb, flow = (read_feature_file(os.path.join(root, stream, f"{vid}.npy"), STREAM_DIM, f" for video {vid}", mmap)
                  for stream in ("rgb", "flow"))
     if len(rgb) != len(flow):
         if abs(len(rgb) - len(flow)) > 1:
@@ -102,29 +106,38 @@ def load_features(root, vid):
         warnings.warn(f"video {vid}: rgb {len(rgb)} vs flow {len(flow)} snippets, cut to the shorter")
         n = min(len(rgb), len(flow))
         rgb, flow = rgb[:n], flow[:n]
-    return np.concatenate([rgb, flow], axis=1)
+    return (rgb, flow) if mmap else np.concatenate([rgb, flow], axis=1)
 
 
-def check_features(arr, width, where):
+def check_features(arr, width, where, values=True):
     """``arr`` as float32 [T, width]; a wrong shape, no snippet, non-numbers or NaN/Inf is an error
-    naming ``where`` (a file, or a file and a video)."""
-    arr = np.asarray(arr)
+    naming ``where`` (a file, or a file and a video). ``values=False`` checks the shape and type only
+    and returns ``arr`` as it is (a memory-mapped file stays unread)."""
+    if not isinstance(arr, np.ndarray):
+        arr = np.asarray(arr)
     if arr.ndim != 2 or arr.shape[1] != width:
         raise ValueError(f"{where}: expected shape [T, {width}], found {list(arr.shape)}")
     if arr.shape[0] == 0:
         raise ValueError(f"{where}: empty features (0 snippets)")
     if not np.issubdtype(arr.dtype, np.number):
         raise ValueError(f"{where}: features of type {arr.dtype} are not numbers")
+    if not values:
+        return arr
     if not np.isfinite(arr).all():
         raise ValueError(f"{where}: contains NaN or Inf")
     return arr.astype(np.float32, copy=False)
 
 
-def read_feature_file(path, width, what=""):
-    """A checked [T, width] float32 array from a .npy file (see check_features)."""
+def read_feature_file(path, width, what="", mmap=False):
+    """A checked [T, width] float32 array from a .npy file (see check_features); with ``mmap`` the file
+    memory-mapped, its shape and type checked and its values unread."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: feature file not found{what}")
-    return check_features(np.load(path), width, path)
+    try:
+        arr = np.load(path, mmap_mode="r" if mmap else None)
+    except ValueError as e:
+        raise ValueError(f"{path}: not a readable .npy array ({e})") from None
+    return check_features(arr, width, path, values=not mmap)
 
 
 def load_joint_features(path):
@@ -132,19 +145,38 @@ def load_joint_features(path):
     return read_feature_file(path, 2 * STREAM_DIM, " (rgb then flow, width 2048)")
 
 
+def available_memory():
+    """Bytes of memory that new allocations can take (Linux MemAvailable), or None when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
 class FeatureDataset(torch.utils.data.Dataset):
     """One split of an I3D feature dataset (train: 'random' sampling; test: 'uniform').
 
-    Items: features [num_segments, 2048] float32, multi-hot label [C], video id, original length T_v.
+    Items: features [num_segments, 2048] float32, multi-hot label [C], video id, original length T_v;
+    with ``keep_short`` a test video of T_v <= num_segments snippets gives [T_v, 2048] (uniform_indices).
     ``only``: use just these videos of the split (e.g. training videos held out for model selection).
     ``set_epoch`` makes the random sampling of an epoch depend only on (seed, epoch, item).
+    ``cache``: "memory" reads every feature file once and holds it (values checked up front); "mmap"
+    checks the files' shapes up front and reads only the sampled snippets of a video when it is asked
+    for (values checked there), so memory does not grow with the number of videos; "auto" takes
+    "memory" when the split's float32 features fit in half the available memory (``self.cache`` and
+    ``self.cache_reason`` say which and why).
     """
 
-    def __init__(self, data_path, split, num_segments, sampling, class_names=THUMOS14_CLASSES, seed=1, only=None):
+    def __init__(self, data_path, split, num_segments, sampling, class_names=THUMOS14_CLASSES, seed=1, only=None,
+                 keep_short=False, cache="auto"):
         if num_segments < 1:
             raise ValueError(f"num_segments must be >= 1, got {num_segments}")
         if sampling not in ("random", "uniform"):
             raise ValueError(f"sampling must be 'random' or 'uniform', got {sampling!r}")
+        if cache not in ("auto", "memory", "mmap"):
+            raise ValueError(f"cache must be 'auto', 'memory' or 'mmap', got {cache!r}")
+        self.keep_short = keep_short
         self.data_path, self.split, self.num_segments, self.sampling = data_path, split, num_segments, sampling
         self.class_names = list(class_names)
         self.class_index = {name: c for c, name in enumerate(self.class_names)}
@@ -173,8 +205,18 @@ class FeatureDataset(torch.utils.data.Dataset):
             if not vids:
                 raise ValueError(f"{os.path.join(data_path, 'split_train.txt')}: no labelled training video")
         self.vids = vids
-        feature_root = os.path.join(data_path, "features", split)
-        self.features = {v: load_features(feature_root, v) for v in vids}   # [T_v, 2048] each
+        self.feature_root = os.path.join(data_path, "features", split)
+        self.lengths = {v: len(load_features(self.feature_root, v, mmap=True)[0]) for v in vids}   # T_v
+        self.feature_bytes = sum(self.lengths.values()) * 2 * STREAM_DIM * 4               # as float32
+        self.cache, self.cache_reason = cache, "--feature_cache"
+        if cache == "auto":
+            free = available_memory()
+            self.cache = "memory" if free is None or self.feature_bytes < free / 2 else "mmap"
+            self.cache_reason = ("auto: available memory unknown" if free is None else
+                                 f"auto: {free / 2 ** 30:.1f} GiB available")
+        self.features = None                                   # mmap: read in _snippets
+        if self.cache == "memory":
+            self.features = {v: load_features(self.feature_root, v) for v in vids}   # [T_v, 2048] each
 
     def _parse_annotations(self, gt_path, vid, entry):
         """[(class index, t0, t1)] of one video. A label outside the class list is an error, except
@@ -214,18 +256,25 @@ class FeatureDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         vid = self.vids[i]
-        feat = self.features[vid]
-        T_v = len(feat)
+        T_v = self.lengths[vid]
         if self.sampling == "uniform":
-            idx = uniform_indices(T_v, self.num_segments)
+            idx = uniform_indices(T_v, self.num_segments, self.keep_short)
         else:
             idx = random_indices(T_v, self.num_segments, np.random.default_rng([self.seed, self.epoch, i]))
-        return torch.from_numpy(feat[idx]), torch.from_numpy(self.labels[vid]), vid, T_v
+        return torch.from_numpy(self._snippets(vid, idx)), torch.from_numpy(self.labels[vid]), vid, T_v
+
+    def _snippets(self, vid, idx):
+        """Features of the snippets ``idx`` of one video: [len(idx), 2048] float32."""
+        if self.features is not None:
+            return self.features[vid][idx]
+        paths = [os.path.join(self.feature_root, stream, f"{vid}.npy") for stream in ("rgb", "flow")]
+        return np.concatenate([check_features(np.load(path, mmap_mode="r")[idx], STREAM_DIM, path)
+                               for path in paths], axis=1)
 
     def frame_labels(self, vid):
         """Snippet-level ground truth [T_v, C]: snippet i is labelled c when its centre,
         (16 i + 8) / 25 s, lies inside an instance of c."""
-        T_v = len(self.features[vid])
+        T_v = self.lengths[vid]
         centre = (np.arange(T_v) * SNIPPET_FRAMES + SNIPPET_FRAMES / 2) / FEATURE_FPS   # [T_v] seconds
         out = np.zeros((T_v, len(self.class_names)), dtype=np.float32)
         for c, t0, t1 in self.annotations[vid]:

@@ -24,7 +24,7 @@ import checkpoint
 from checkpoint import build_model
 from dataset import (CLASS_COUNTS, FEATURE_FPS, SNIPPET_FRAMES, FeatureDataset, load_class_names, load_features,
                      load_joint_features, read_split, uniform_indices)
-from eval import THUMOS_TIOU, evaluate_detection, load_ground_truth
+from eval import THUMOS_TIOU, evaluate_detection, load_ground_truth, scored_subset
 from losses import RELEASE_WEIGHTS, total_loss
 from utils.io import save_json, save_text
 from utils.plots import plot_series, plot_video
@@ -32,18 +32,23 @@ from utils.proposals import localize, select_classes
 
 
 # Settings that differ between datasets; a flag left unset takes its dataset's value. THUMOS14: the
-# authors' release. ActivityNet (paper and supplement; the release has no ActivityNet code): T = 50,
-# k = T // 2, gamma 1/2, embedding 1024 for v1.3, tIoU 0.5:0.05:0.95 (np.linspace as the official
-# evaluator), train on "training" and test on "validation". class_th 0.1 for ActivityNet is our choice
-# (the paper gives none); the other post-processing values are the THUMOS14 release's.
+# authors' release. ActivityNet (the release has no ActivityNet code): T = 50, k = T // 2, gamma 1/2,
+# embedding 1024 for v1.3 (supplement), tIoU 0.5:0.05:0.95 (np.linspace as the official evaluator), train
+# on "training" and test on "validation". Where the paper and supplement are silent, the same authors'
+# ActivityNet v1.3 code (lizhilin-ustc/SAL_ActivityNet) decides: class_th 0.1, soft-NMS at 0.7,
+# 50k steps of batch 32 evaluated every 200, and short test videos kept at their own length (README,
+# "ActivityNet v1.2 and v1.3", lists each value with its file).
 ANET_TIOU = np.linspace(0.5, 0.95, 10).tolist()
+THUMOS14_DEFAULTS = dict(num_segments=750, embed_dim=512, topk_ratio=8, cas_weight=1 / 3, class_th=0.25,
+                         nms_thresh=0.4, short_videos="stretch", test_subset="test", tiou=list(THUMOS_TIOU),
+                         batch_size=16, num_epochs=900, max_steps=0, detection_inf_step=50)
+ANET_DEFAULTS = dict(num_segments=50, topk_ratio=2, cas_weight=1 / 2, class_th=0.1, nms_thresh=0.7,
+                     short_videos="keep", test_subset="validation", tiou=ANET_TIOU,
+                     batch_size=32, num_epochs=0, max_steps=50_000, detection_inf_step=200)
 DATASET_DEFAULTS = {
-    "thumos14": dict(num_segments=750, embed_dim=512, topk_ratio=8, cas_weight=1 / 3, class_th=0.25,
-                     test_subset="test", tiou=list(THUMOS_TIOU)),
-    "anet12": dict(num_segments=50, embed_dim=512, topk_ratio=2, cas_weight=1 / 2, class_th=0.1,
-                   test_subset="validation", tiou=ANET_TIOU),
-    "anet13": dict(num_segments=50, embed_dim=1024, topk_ratio=2, cas_weight=1 / 2, class_th=0.1,
-                   test_subset="validation", tiou=ANET_TIOU),
+    "thumos14": THUMOS14_DEFAULTS,
+    "anet12": dict(ANET_DEFAULTS, embed_dim=512),
+    "anet13": dict(ANET_DEFAULTS, embed_dim=1024),
 }
 
 
@@ -70,7 +75,11 @@ def parse_args(argv=None):
     p.add_argument("--data_path", default="data/THUMOS14", help="dataset root (gt.json, split_*.txt, features/)")
     p.add_argument("--modal", default="all", choices=["all"], help="AICL always uses both streams")
     p.add_argument("--num_segments", type=int, help="(*) snippets per video after sampling (T): 750 / 50")
-    p.add_argument("--num_workers", type=int, default=0, help="DataLoader workers (features are cached in memory)")
+    p.add_argument("--num_workers", type=int, default=0,
+                   help="DataLoader workers (they prefetch batches; worth it with --feature_cache mmap)")
+    p.add_argument("--feature_cache", default="auto", choices=["auto", "memory", "mmap"],
+                   help="hold every feature file in memory, or memory-map the files and read the sampled snippets; "
+                        "auto: memory when a split's features take under half the available memory")
     p.add_argument("--test_subset", help="(*) gt.json subset scored by the evaluator: test / validation")
     # model
     p.add_argument("--embed_dim", type=int, help="(*) embedding width: 512 (THUMOS14, ANet1.2) / 1024 (ANet1.3)")
@@ -86,9 +95,10 @@ def parse_args(argv=None):
     # optimisation
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
     p.add_argument("--weight_decay", type=float, default=5e-4, help="Adam weight decay")
-    p.add_argument("--batch_size", type=int, default=16, help="videos per training step")
-    p.add_argument("--num_epochs", type=int, default=900, help="training epochs (the release script's 900)")
-    p.add_argument("--max_steps", type=int, default=0, help="stop after this many steps (0: no limit)")
+    p.add_argument("--batch_size", type=int, help="(*) videos per training step: 16 / 32")
+    p.add_argument("--num_epochs", type=int,
+                   help="(*) training epochs (0: no epoch limit, --max_steps decides): 900 / 0")
+    p.add_argument("--max_steps", type=int, help="(*) stop after this many steps (0: no limit): 0 / 50000")
     p.add_argument("--q_val", type=float, default=0.7, help="q of the generalized cross-entropy L_ca")
     p.add_argument("--losses", default="a,ca,mc,c,ac",
                    help="loss terms switched on (Table 4 ablation): any of a, ca, mc, c, ac, comma-separated")
@@ -97,7 +107,7 @@ def parse_args(argv=None):
     p.add_argument("--contrast_spaces", default="E,E_R,E_F",
                    help="embedding spaces of L_c (release: E,E_R,E_F; paper: E_R,E_F)")
     p.add_argument("--seed", type=int, default=1, help="initialisation; data order and sampling use (seed, epoch)")
-    p.add_argument("--detection_inf_step", type=int, default=50, help="evaluate every this many steps")
+    p.add_argument("--detection_inf_step", type=int, help="(*) evaluate every this many steps: 50 / 200")
     p.add_argument("--resume", default=None,
                    help="a run's last.pt to continue (e.g. ckpt/aicl/last.pt): its settings come back; a differing "
                         "flag is refused except " + ", ".join(f"--{k}" for k in checkpoint.RESUME_FREE))
@@ -127,10 +137,13 @@ def parse_args(argv=None):
     p.add_argument("--scale", type=int, default=24, help="upsampling factor of the curves")
     p.add_argument("--soft_nms", action=argparse.BooleanOptionalAction, default=False,
                    help="soft-NMS (the release scripts pass it; a bare CAS_Only.pkl gets it) instead of NMS")
-    p.add_argument("--nms_thresh", type=float, default=0.4, help="IoU at which NMS suppresses (soft: decays)")
+    p.add_argument("--nms_thresh", type=float, help="(*) IoU at which (soft-)NMS suppresses (soft: decays): 0.4 / 0.7")
     p.add_argument("--nms_alpha", type=float, default=0.35, help="soft-NMS decay: score *= exp(-IoU^2 / alpha)")
     p.add_argument("--feature_fps", type=int, default=FEATURE_FPS,
                    help="frame rate the features were extracted at (snippets of 16 frames): maps snippets to seconds")
+    p.add_argument("--short_videos", choices=["stretch", "keep"],
+                   help="(*) a test video of at most T snippets: stretch it to T by repeating snippets (THUMOS14 "
+                        "release) or keep its own length (SAL, CoLA on ActivityNet): stretch / keep")
     p.add_argument("--plot_video", nargs="+", default=[], metavar="VID",
                    help="test videos to draw (curves, ground truth, detections) into OUTPUT_DIR/EXP_NAME/plots/")
     p.add_argument("--tiou", type=float, nargs="+", help="(*) tIoU thresholds: 0.1:0.1:0.7 / 0.5:0.05:0.95")
@@ -171,6 +184,8 @@ def parse_args(argv=None):
         p.error("give --val_split or --val_fraction, not both")
     if args.val_fraction is not None and not 0 < args.val_fraction < 1:
         p.error(f"--val_fraction must be between 0 and 1, got {args.val_fraction}")
+    if not (args.num_epochs or args.max_steps):
+        p.error("--num_epochs and --max_steps are both 0: the run would never end")
     return args
 
 
@@ -249,7 +264,7 @@ def predict(model, dataset, args, device):
             out = model(feats.to(device))
         probs, kept, detections = localize_video(out, T_v, args)
         correct += set(kept.tolist()) == set(np.flatnonzero(label[0].numpy()).tolist())
-        action = dataset.frame_labels(vid).any(axis=1)[uniform_indices(T_v, args.num_segments)]   # [T]
+        action = dataset.frame_labels(vid).any(axis=1)[uniform_indices(T_v, args.num_segments, dataset.keep_short)]
         for i, key in enumerate(("A_bin", "A_ca_bin")):
             hits[i] += np.sum(out[key][0].cpu().numpy().astype(bool) == action)
         snippets += len(action)
@@ -260,7 +275,13 @@ def predict(model, dataset, args, device):
     n = max(1, len(dataset))
     A_bin_acc, A_ca_bin_acc = (hits / max(1, snippets)).tolist()
     stats = {"cls_acc": correct / n, "A_bin_acc": A_bin_acc, "A_ca_bin_acc": A_ca_bin_acc}
-    return {"version": "AICL", "results": results, "external_data": {}}, stats
+    return result_file(results), stats
+
+
+def result_file(results):
+    """The ActivityNet result form. "method" as well as "version": SAL's and CoLA's evaluators require
+    "method" and "results", the official one "version", "results" and "external_data"."""
+    return {"version": "AICL", "method": "AICL", "results": results, "external_data": {}}
 
 
 def plot_detections(out, T_v, detections, class_names, args, vid, gt=()):
@@ -282,17 +303,19 @@ def plot_detections(out, T_v, detections, class_names, args, vid, gt=()):
 
 
 def evaluate(model, dataset, args, device):
-    """Predict, then score with the ActivityNet protocol. Returns (metrics, predictions)."""
+    """Predict, then score with the ActivityNet protocol. Returns (metrics, predictions); metrics["subset"]
+    is the gt.json subset scored (SAL's "val" when gt.json names the validation videos so)."""
     predictions, stats = predict(model, dataset, args, device)
+    subset = scored_subset(dataset.gt, args.test_subset)
     # Classes with no ground truth in the subset do not enter the ActivityNet mAP (the demo data uses
     # 6 of the 20 classes); leave them out here so the evaluator's error is kept for foreign files.
-    gt, subset = dataset.gt, args.test_subset
+    gt, subset = dataset.gt, scored_subset(dataset.gt, args.test_subset)
     if dataset.split == "train":        # held-out training videos (--val_split/--val_fraction): exactly those
         gt, subset = {"database": {v: dict(gt["database"][v], subset="held_out") for v in dataset.vids}}, "held_out"
     gt_classes = set(load_ground_truth(gt, subset).classes)
     scored = {vid: [d for d in dets if d["label"] in gt_classes] for vid, dets in predictions["results"].items()}
     det = evaluate_detection(gt, scored, subset=subset, tiou_thresholds=args.tiou)
-    metrics = {"tiou": list(args.tiou), "mAP": [float(m) for m in det["mAP"]],
+    metrics = {"subset": subset, "tiou": list(args.tiou), "mAP": [float(m) for m in det["mAP"]],
                "average_mAP": float(det["average_mAP"]), **stats,
                "ap_per_class": {c: [float(a) for a in ap] for c, ap in det["ap_per_class"].items()}}
     return metrics, predictions
@@ -334,14 +357,15 @@ def run_inference(args, device):
         return predict_folder(args, device, state, model_file, out_dir)
     class_names = checkpoint.class_names_of(state, model_file, args.class_names,
                                             load_class_names(args.data_path, args.dataset))
-    test_set = FeatureDataset(args.data_path, "test", args.num_segments, "uniform", class_names, args.seed)
+    test_set = feature_dataset(args, "test", class_names)
     check_plot_videos(args.plot_video, test_set.vids, f"the test split of {args.data_path}")
     model = checkpoint.load_model(state, args, len(class_names), device, model_file)
     metrics, predictions = evaluate(model, test_set, args, device)
     # A run's own metrics.json / predictions.json (its best step) are never replaced by a later evaluation.
     eval_dir = os.path.join(out_dir, "eval_" + os.path.splitext(os.path.basename(model_file))[0])
     write_results(eval_dir, metrics, predictions)
-    print(f"model {model_file} on {args.data_path} ({len(test_set)} test videos)")
+    print(f"model {model_file} on {args.data_path} ({len(test_set)} test videos, gt.json subset "
+          f"{metrics['subset']!r})")
     print(format_table(metrics))
     print(f"predictions and metrics written to {eval_dir}/")
     return metrics
@@ -367,7 +391,8 @@ def predict_folder(args, device, state, model_file, out_dir):
     rows.writerow(["video", "label", "start", "end", "score"])
     for vid, read in videos.items():
         feats = read()                                                    # [T_v, 2048]
-        x = torch.from_numpy(feats[uniform_indices(len(feats), args.num_segments)])[None].to(device)
+        x = torch.from_numpy(feats[uniform_indices(len(feats), args.num_segments, args.short_videos == "keep")])
+        x = x[None].to(device)                                            # [1, T or T_v, 2048]
         with autocast(args, device):
             out = model(x)
         _, _, detections = localize_video(out, len(feats), args)
@@ -376,7 +401,7 @@ def predict_folder(args, device, state, model_file, out_dir):
                        for d in results[vid])
         if args.plot or vid in args.plot_video:
             plot_detections(out, len(feats), detections, class_names, args, vid)
-    save_json({"version": "AICL", "results": results, "external_data": {}}, os.path.join(out_dir, "predictions.json"))
+    save_json(result_file(results), os.path.join(out_dir, "predictions.json"))
     save_text(table.getvalue(), os.path.join(out_dir, "detections.csv"))
     n_detections = sum(map(len, results.values()))
     n_detected = len({d["label"] for dets in results.values() for d in dets})
@@ -401,6 +426,18 @@ def feature_files(folder):
     if not videos:
         raise ValueError(f"{folder}: no feature files (expected rgb/VID.npy + flow/VID.npy, or VID.npy of width 2048)")
     return videos
+
+
+def feature_dataset(args, split, class_names, sampling=None, only=None):
+    """The train ('random' sampling) or test ('uniform') split, or ``only`` some of its videos with the
+    ``sampling`` given; its feature cache said in the log."""
+    sampling = sampling or ("random" if split == "train" else "uniform")
+    ds = FeatureDataset(args.data_path, split, args.num_segments, sampling, class_names, args.seed, only=only,
+                        keep_short=args.short_videos == "keep", cache=args.feature_cache)
+    where = "in memory" if ds.cache == "memory" else "memory-mapped, read when sampled"
+    print(f"{split} features: {len(ds)} videos, {ds.feature_bytes / 2 ** 30:.2f} GiB as float32, {where} "
+          f"({ds.cache_reason})")
+    return ds
 
 
 def train_step(model, optimizer, feats, labels, args):
@@ -453,13 +490,11 @@ def train(args, device, resumed=None):
         claim_output_dir(out_dir, args.overwrite)
     class_names = load_class_names(args.data_path, args.dataset)
     train_ids, held_out = held_out_videos(args)
-    train_set = FeatureDataset(args.data_path, "train", args.num_segments, "random", class_names, args.seed,
-                               only=train_ids)
-    test_set = FeatureDataset(args.data_path, "test", args.num_segments, "uniform", class_names, args.seed)
+    train_set = feature_dataset(args, "train", class_names, only=train_ids)
+    test_set = feature_dataset(args, "test", class_names)
     select_set, select_name = test_set, "test"
     if held_out:
-        select_set = FeatureDataset(args.data_path, "train", args.num_segments, "uniform", class_names, args.seed,
-                                    only=held_out)
+        select_set = feature_dataset(args, "train", class_names, sampling="uniform", only=held_out)
         select_name = "val"
     check_plot_videos(args.plot_video, test_set.vids, f"the test split of {args.data_path}")
     model = build_model(args, len(class_names)).to(device)
@@ -467,7 +502,7 @@ def train(args, device, resumed=None):
         model = checkpoint.load_model(resumed, args, len(class_names), device, args.resume)
     optimizer = build_optimizer(args, model)
     steps_per_epoch = math.ceil(len(train_set) / args.batch_size)
-    total_steps = steps_per_epoch * args.num_epochs
+    total_steps = steps_per_epoch * args.num_epochs if args.num_epochs else args.max_steps
     if args.max_steps:
         total_steps = min(total_steps, args.max_steps)
     step, best_mAP, best_metrics, consistent = 0, -1.0, None, []   # consistent: [step, snippets] (Fig. 3)

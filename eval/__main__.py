@@ -16,7 +16,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--gt", required=True, help="ground truth in gt.json form")
     parser.add_argument("--pred", required=True, help="result file in ActivityNet detection form")
-    parser.add_argument("--subset", default="test", help="ground-truth subset to evaluate (default: test)")
+    parser.add_argument("--subset", default="test",
+                        help="ground-truth subset to evaluate (default: test); 'validation' scores 'val' when "
+                             "gt.json has only that (SAL's name)")
     parser.add_argument(
         "--tiou", type=float, nargs="+", default=list(THUMOS_TIOU), help="tIoU thresholds (default: 0.1 ... 0.7)"
     )
@@ -32,6 +34,7 @@ def _as_json(result: dict) -> str:
             "mAP": result["mAP"].tolist(),
             "average_mAP": result["average_mAP"],
             "tiou": result["tiou"].tolist(),
+            "subset": result["subset"],
             "ap_per_class": {name: ap.tolist() for name, ap in result["ap_per_class"].items()},
             "ignored": result["ignored"],
         }
@@ -40,7 +43,7 @@ def _as_json(result: dict) -> str:
 
 def _table(result: dict, per_class: bool) -> str:
     """Readable table in percent: one row per tIoU plus AVG; optionally one row per class."""
-    lines = ["tIoU   mAP(%)"]
+    lines = [f"gt.json subset {result['subset']!r}", "tIoU   mAP(%)"]
     lines += [f"{t:<5.2f} {100 * m:7.2f}" for t, m in zip(result["tiou"], result["mAP"])]
     lines.append(f"AVG   {100 * result['average_mAP']:7.2f}")
     if per_class:

@@ -93,6 +93,20 @@ def _record_problem(record, score_keys: tuple[str, ...]) -> str | None:
     return None
 
 
+SUBSET_ALIASES = {"validation": "val"}  # SAL's ActivityNet gt.json names the validation subset "val"
+
+
+def scored_subset(gt: dict, subset: str) -> str:
+    """``subset``, or its alias in SUBSET_ALIASES when no video of gt.json is in ``subset`` and some are in
+    the alias: the name of the subset that is scored."""
+    database = gt.get("database") if isinstance(gt, dict) else None
+    alias = SUBSET_ALIASES.get(subset)
+    if alias is None or not isinstance(database, dict):
+        return subset
+    names = {entry.get("subset") for entry in database.values() if isinstance(entry, dict)}
+    return alias if subset not in names and alias in names else subset
+
+
 def load_ground_truth(gt: dict, subset: str) -> GroundTruth:
     """Ground truth of one subset from a gt.json dict {"database": {vid: {"subset", "annotations": [...]}}}.
 
@@ -312,7 +326,7 @@ def _average_precision(tp: np.ndarray, n_positive: int) -> np.ndarray:
 
 
 def _evaluate(gt: GroundTruth, det: _Detections, thresholds: np.ndarray) -> dict:
-    """mAP [T], average_mAP, ap_per_class {class: [T]} and tiou [T]."""
+    """mAP [T], average_mAP, ap_per_class {class: [T]}, tiou [T] and the subset scored."""
     tp = _true_positives(gt, det, thresholds)  # [m, T]
     n_classes = len(gt.classes)
     ranked = np.lexsort((-det.score, det.label))  # by class, best score first, ties in input order
@@ -329,6 +343,7 @@ def _evaluate(gt: GroundTruth, det: _Detections, thresholds: np.ndarray) -> dict
         "ap_per_class": {name: ap[:, c].copy() for c, name in enumerate(gt.classes)},
         "tiou": thresholds,
         "ignored": dict(gt.ignored),
+        "subset": gt.subset,
     }
 
 
@@ -342,12 +357,13 @@ def evaluate_detection(gt: dict, results: dict, subset: str = "test", tiou_thres
     results: {"version", "results": {vid: [{"label", "score" (or "score300"), "segment"}]}, "external_data"},
     or the inner {vid: [...]} mapping; "score" wins when both keys are present.
     Returns {"mAP": [T], "average_mAP": float, "ap_per_class": {class: [T]}, "tiou": [T]} (fractions) and
-    "ignored": {label: n} for the ground-truth segments of IGNORED_LABELS dropped (empty when none).
-    Predictions for videos outside the subset count as false positives (one warning), those with labels
-    outside its classes are ignored. Malformed input raises ValueError naming the video.
+    "ignored": {label: n} for the ground-truth segments of IGNORED_LABELS dropped (empty when none), and
+    "subset", the one scored: ``subset`` or its alias (scored_subset: "val" for "validation").
+    Predictions for videos outside the subset count as false positives, those with labels outside its classes
+    are ignored; each case warns once. Malformed input raises ValueError naming the video.
     """
     thresholds = _thresholds(tiou_thresholds)
-    ground_truth = load_ground_truth(gt, subset)
+    ground_truth = load_ground_truth(gt, scored_subset(gt, subset))
     return _evaluate(ground_truth, _load_detections(results, ground_truth), thresholds)
 
 
@@ -382,6 +398,6 @@ def _parse_file(path, parse):
 def evaluate_files(gt_path, pred_path, subset: str = "test", tiou_thresholds=THUMOS_TIOU) -> dict:
     """evaluate_detection on a gt.json file and a result file; errors name the file at fault."""
     thresholds = _thresholds(tiou_thresholds)
-    ground_truth = _parse_file(gt_path, lambda data: load_ground_truth(data, subset))
+    ground_truth = _parse_file(gt_path, lambda data: load_ground_truth(data, scored_subset(data, subset)))
     detections = _parse_file(pred_path, lambda data: _load_detections(data, ground_truth))
     return _evaluate(ground_truth, detections, thresholds)

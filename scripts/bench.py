@@ -11,11 +11,22 @@
 3. Evaluator: 100,000 predictions against 3,000 ground-truth instances, 20 classes, 7 tIoUs; and at
    ActivityNet v1.3 validation scale (4,926 videos, 200 classes, 10 tIoUs, 500,000 predictions).
 The data for 1 and 2 is generated once into --data (synthetic features in the real layout).
+
+    python3 scripts/bench.py --anet [--anet_sizes 2000 8000]
+
+4. Feature cache at ActivityNet scale (only this, with --anet): peak memory and the training iteration
+   (batch fetch + step of the ActivityNet v1.3 recipe: B32, T50, 200 classes) with the features held in
+   memory or memory-mapped, on generated ActivityNet-layout training sets of --anet_sizes videos (10 to
+   200 snippets each, written once into --data/anet_N; the smaller sets hard-link the largest one's
+   files). Each configuration runs in its own process, whose peak RSS is reported; "cold" first drops
+   the set's pages from the page cache (posix_fadvise), so that memory-mapped reads come from disk.
 """
 import argparse
 import json
 import os
+import resource
 import statistics
+import subprocess
 import sys
 import time
 
@@ -26,7 +37,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import main  # noqa: E402
-from dataset import THUMOS14_CLASSES, FeatureDataset, make_synthetic_dataset  # noqa: E402
+from dataset import STREAM_DIM, THUMOS14_CLASSES, FeatureDataset, make_synthetic_dataset  # noqa: E402
 from eval import THUMOS_TIOU, evaluate_detection  # noqa: E402
 from model import FEATURE_DIM  # noqa: E402
 
@@ -161,13 +172,154 @@ def bench_eval(repeat=3, tiou=THUMOS_TIOU, **sizes):
     return min(timed(lambda: evaluate_detection(gt, results, "test", tiou), torch.device("cpu"), repeat))
 
 
+ANET_CLASSES = [f"activity {c:03d}" for c in range(200)]
+ANET_LENGTH = (10, 200)                                            # snippets per generated video
+
+
+def ensure_anet_data(root, sizes):
+    """ActivityNet-layout training sets of each size under root/anet_N: the largest is written once
+    (rows cut from one random pool, so that writing is the only cost), the others hard-link its files."""
+    largest = max(sizes)
+    vids = [f"v_{i:06d}" for i in range(largest)]
+    big = os.path.join(root, f"anet_{largest}")
+    if not os.path.isfile(os.path.join(big, "gt.json")):
+        print(f"generating {largest} ActivityNet-layout videos in {big} (once)", file=sys.stderr)
+        rng = np.random.default_rng(0)
+        pool = rng.standard_normal((4096, STREAM_DIM), dtype=np.float32)
+        lengths = rng.integers(ANET_LENGTH[0], ANET_LENGTH[1] + 1, size=largest)
+        starts = rng.integers(0, len(pool) - ANET_LENGTH[1], size=(largest, 2))
+        for stream in ("rgb", "flow"):
+            os.makedirs(os.path.join(big, "features", "train", stream), exist_ok=True)
+        for vid, T_v, (a, b) in zip(vids, lengths, starts):
+            np.save(os.path.join(big, "features", "train", "rgb", f"{vid}.npy"), pool[a:a + T_v])
+            np.save(os.path.join(big, "features", "train", "flow", f"{vid}.npy"), pool[b:b + T_v])
+        write_anet_split(big, vids, lengths)
+    lengths = [int(l) for l in json.load(open(os.path.join(big, "lengths.json")))]
+    for n in sizes:
+        small = os.path.join(root, f"anet_{n}")
+        if n == largest or os.path.isfile(os.path.join(small, "gt.json")):
+            continue
+        for stream in ("rgb", "flow"):
+            os.makedirs(os.path.join(small, "features", "train", stream), exist_ok=True)
+            for vid in vids[:n]:
+                os.link(os.path.join(big, "features", "train", stream, f"{vid}.npy"),
+                        os.path.join(small, "features", "train", stream, f"{vid}.npy"))
+        write_anet_split(small, vids[:n], lengths[:n])
+    return {n: os.path.join(root, f"anet_{n}") for n in sizes}
+
+
+def write_anet_split(root, vids, lengths):
+    """gt.json (one instance per video, classes in turn), split_train.txt and the lengths; gt.json last."""
+    database = {vid: {"subset": "training", "duration": int(T_v) * 16 / 25,
+                      "annotations": [{"label": ANET_CLASSES[i % len(ANET_CLASSES)], "segment": [0.0, 1.0]}]}
+                for i, (vid, T_v) in enumerate(zip(vids, lengths))}
+    with open(os.path.join(root, "split_train.txt"), "w") as f:
+        f.write("\n".join(vids) + "\n")
+    with open(os.path.join(root, "lengths.json"), "w") as f:
+        json.dump([int(l) for l in lengths], f)
+    with open(os.path.join(root, "gt.json"), "w") as f:
+        json.dump({"database": database}, f)
+
+
+def drop_page_cache(root):
+    """Ask the kernel to drop the cached pages of root's feature files (no root rights needed)."""
+    for dirpath, _, files in os.walk(os.path.join(root, "features")):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.close(fd)
+
+
+def anet_cache_run(root, cache, workers, steps, cold):
+    """One configuration (run in its own process): dataset set-up, then training iterations of the
+    ActivityNet v1.3 recipe. Returns seconds (the fastest iteration) and the process's peak RSS (and
+    its workers' largest)."""
+    torch.set_num_threads(2)
+    if cold:
+        drop_page_cache(root)
+    args = main.parse_args(["--dataset", "anet13", "--data_path", root, "--feature_cache", cache,
+                            "--num_workers", str(workers)])
+    torch.manual_seed(args.seed)
+    start = time.perf_counter()
+    train_set = FeatureDataset(root, "train", args.num_segments, "random", ANET_CLASSES, args.seed, cache=cache)
+    init_s = time.perf_counter() - start
+    model = main.build_model(args, len(ANET_CLASSES))
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    batches = [b for epoch in range(steps + 2) for b in main.epoch_batches(len(train_set), args.batch_size,
+                                                                           args.seed, epoch)
+               if len(b) == args.batch_size][:steps + 2]                 # full batches only, as SAL (drop_last)
+    loader = iter(DataLoader(train_set, batch_sampler=batches, num_workers=workers))
+    iteration, fetch = [], []
+    for i in range(steps + 2):
+        start = time.perf_counter()
+        feats, labels, _, _ = next(loader)
+        fetched = time.perf_counter()
+        main.train_step(model, optimizer, feats, labels, args)
+        if i >= 2:                                                     # two warm-up iterations
+            fetch.append(fetched - start)
+            iteration.append(time.perf_counter() - start)
+    del loader
+    kib = 1024 if sys.platform != "darwin" else 1 / 1024             # ru_maxrss: KiB on Linux, bytes on macOS
+    return {"videos": len(train_set), "cache": train_set.cache, "workers": workers, "cold": cold,
+            "feature_gib": train_set.feature_bytes / 2 ** 30, "init_s": init_s,
+            "iteration_s": min(iteration), "fetch_s": min(fetch),
+            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib / 2 ** 30,
+            "workers_peak_rss_gib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kib / 2 ** 30}
+
+
+def bench_anet(opts):
+    """Table 4: each configuration in a fresh process (its peak RSS is its own), --repeat times (minima)."""
+    roots = ensure_anet_data(opts.data, opts.anet_sizes)
+    configs = []
+    for n in sorted(roots):
+        configs += [(n, "memory", 0, False), (n, "mmap", 0, False)]
+    configs += [(max(roots), "mmap", 2, False), (max(roots), "mmap", 0, True), (max(roots), "mmap", 2, True)]
+    rows = []
+    for n, cache, workers, cold in configs:
+        runs = []
+        for _ in range(opts.repeat):
+            cmd = [sys.executable, os.path.abspath(__file__), "--anet_run", roots[n], cache, str(workers),
+                   str(opts.steps), str(int(cold))]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        row = dict(runs[0], **{k: min(r[k] for r in runs) for k in ("init_s", "iteration_s", "fetch_s")})
+        row["peak_rss_gib"] = max(r["peak_rss_gib"] for r in runs)
+        row["workers_peak_rss_gib"] = max(r["workers_peak_rss_gib"] for r in runs)
+        rows.append(row)
+    reference = {r["videos"]: r["iteration_s"] for r in rows if r["cache"] == "memory"}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; ActivityNet v1.3 recipe (B32, T50, "
+          f"embed 1024, 200 classes); iteration = batch fetch + step; the minimum of {opts.steps} iterations and "
+          f"{opts.repeat} runs (contention only adds time)")
+    print(f"{'videos':>6} {'features':>9} {'cache':>6} {'workers':>7} {'pages':>5} {'set-up (s)':>10} "
+          f"{'peak RSS':>9} {'workers RSS':>11} {'fetch (s)':>9} {'iteration (s)':>13} {'vs memory':>9}")
+    for r in rows:
+        ratio = r["iteration_s"] / reference[r["videos"]] if r["videos"] in reference else None
+        print(f"{r['videos']:>6} {r['feature_gib']:>7.2f}Gi {r['cache']:>6} {r['workers']:>7} "
+              f"{'cold' if r['cold'] else 'warm':>5} {r['init_s']:>10.1f} {r['peak_rss_gib']:>7.2f}Gi "
+              f"{r['workers_peak_rss_gib']:>9.2f}Gi {r['fetch_s']:>9.3f} {r['iteration_s']:>13.3f} "
+              + (f"{ratio:>9.2f}" if ratio else f"{'':>9}"))
+    if opts.json:
+        print(json.dumps(rows))
+
+
 def main_bench(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data/bench", help="where the synthetic THUMOS14-sized data lives")
     p.add_argument("--device", default="auto")
     p.add_argument("--steps", type=int, default=10, help="timed training steps (after 2 warm-up steps)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument("--anet", action="store_true", help="only the feature-cache table at ActivityNet scale (4.)")
+    p.add_argument("--anet_sizes", type=int, nargs="+", default=[2000, 8000], help="videos per generated set")
+    p.add_argument("--repeat", type=int, default=2, help="runs of each --anet configuration (minima reported)")
+    p.add_argument("--anet_run", nargs=5, metavar=("ROOT", "CACHE", "WORKERS", "STEPS", "COLD"),
+                   help=argparse.SUPPRESS)                              # one configuration, in a subprocess
     opts = p.parse_args(argv)
+    if opts.anet_run:
+        root, cache, workers, steps, cold = opts.anet_run
+        print(json.dumps(anet_cache_run(root, cache, int(workers), int(steps), bool(int(cold)))))
+        return
+    if opts.anet:
+        return bench_anet(opts)
     device = main.resolve_device(opts.device)
     args = main.parse_args(["--data_path", opts.data, "--soft_nms"])      # the release recipe
     torch.manual_seed(args.seed)

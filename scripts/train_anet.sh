@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Train AICL on ActivityNet v1.2 or v1.3 with the paper's settings (the release has no ActivityNet code;
-# see README "ActivityNet" for the values chosen here). Extra arguments are passed to main.py.
+# Train AICL on ActivityNet v1.2 or v1.3 with the paper's settings and, where it is silent, those of the
+# authors' ActivityNet v1.3 code (SAL_ActivityNet: 50,000 steps of batch 32, evaluation every 200 steps;
+# see README "ActivityNet" for each value and its source). Extra arguments are passed to main.py.
 #   DATA_PATH=data/ActivityNet1.3 bash scripts/train_anet.sh anet13 [--exp_name NAME ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,7 @@ if [ ! -f "$DATA_PATH/gt.json" ]; then
   echo "layout of README 'Data'; for a demo without data run: bash scripts/train.sh" >&2
   exit 1
 fi
-RECIPE=(--batch_size 16 --lr 1e-4 --num_epochs 50 --detection_inf_step 500 --soft_nms --seed 1)
+RECIPE=(--soft_nms)       # SAL's other values (batch 32, 50k steps, evaluation every 200) are main.py's anet defaults
 for arg in "$@"; do
   [ "$arg" != --inference_only ] || RECIPE=()     # a checkpoint brings its own settings (inference_anet.sh)
 done

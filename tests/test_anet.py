@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+import dataset
 import main
-from dataset import FeatureDataset, load_class_names, make_synthetic_dataset
+from dataset import FeatureDataset, load_class_names, make_synthetic_dataset, uniform_indices
+from eval import evaluate_detection
+from helpers import make_gt, make_results
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ANET12_CLASSES = sorted(f"Activity {i:03d}" for i in range(100))
@@ -49,18 +52,161 @@ def test_activitynet_defaults(dataset, embed_dim):
     assert args.test_subset == "validation" and args.mine_ratio == 20 and args.class_th == 0.1
     assert args.tiou == np.linspace(0.5, 0.95, 10).tolist() and len(args.tiou) == 10
     assert main.parse_args(["--dataset", dataset, "--num_segments", "100"]).num_segments == 100
+    # SAL_ActivityNet: soft-NMS 0.7, short test videos kept, 50k steps of batch 32 evaluated every 200
+    assert (args.nms_thresh, args.nms_alpha, args.short_videos) == (0.7, 0.35, "keep")
+    assert (args.batch_size, args.num_epochs, args.max_steps, args.detection_inf_step) == (32, 0, 50_000, 200)
     thumos = main.parse_args([])
     assert (thumos.num_segments, thumos.embed_dim, thumos.topk_ratio, thumos.cas_weight) == (750, 512, 8, 1 / 3)
     assert thumos.test_subset == "test" and thumos.class_th == 0.25 and len(thumos.tiou) == 7
+    assert (thumos.nms_thresh, thumos.nms_alpha, thumos.short_videos) == (0.4, 0.35, "stretch")
+    assert (thumos.batch_size, thumos.num_epochs, thumos.max_steps, thumos.detection_inf_step) == (16, 900, 0, 50)
+    given = main.parse_args(["--dataset", dataset, "--nms_thresh", "0.5", "--short_videos", "stretch"])
+    assert (given.nms_thresh, given.short_videos) == (0.5, "stretch")
 
 
-def test_videos_shorter_than_num_segments_are_stretched(tmp_path):
+def test_a_run_without_an_end_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        main.parse_args(["--dataset", "anet13", "--max_steps", "0"])
+    assert "both 0" in capsys.readouterr().err
+    assert main.parse_args(["--dataset", "anet13", "--max_steps", "0", "--num_epochs", "3"]).num_epochs == 3
+
+
+def test_short_videos_are_kept_for_activitynet_and_stretched_for_thumos14(tmp_path):
     root = anet_layout(tmp_path, num_train=2, num_test=2, length=(7, 12))
-    ds = FeatureDataset(root, "test", 50, "uniform", ANET12_CLASSES)
-    feats, _, _, T_v = ds[0]
-    assert feats.shape == (50, 2048) and T_v < 50
-    expected = ds.features[ds.vids[0]][np.floor(np.arange(50) * T_v / 50).astype(int)]
-    assert np.array_equal(feats.numpy(), expected)
+    for name, keep in (("anet12", True), ("thumos14", False)):
+        args = main.parse_args(["--dataset", name, "--data_path", root, "--num_segments", "50"])
+        ds = main.feature_dataset(args, "test", ANET12_CLASSES)
+        feats, _, _, T_v = ds[0]
+        full = ds.features[ds.vids[0]]                                         # [T_v, 2048]
+        assert T_v == len(full) < 50 and ds.keep_short == keep
+        if keep:                                                               # SAL / CoLA: the video itself
+            assert np.array_equal(feats.numpy(), full)
+        else:                                                                  # release: repeated snippets
+            assert np.array_equal(feats.numpy(), full[np.floor(np.arange(50) * T_v / 50).astype(int)])
+    assert uniform_indices(7, 50, keep_short=True).tolist() == list(range(7))
+    assert uniform_indices(50, 50, keep_short=True).tolist() == list(range(50))
+    assert uniform_indices(100, 50, keep_short=True).tolist() == list(range(0, 100, 2))   # longer: sampled
+    train = FeatureDataset(root, "train", 50, "random", ANET12_CLASSES, keep_short=True)
+    assert train[0][0].shape == (50, 2048)                                     # training always samples T
+
+
+def test_kept_short_videos_give_detections_inside_the_video(tmp_path):
+    root = anet_layout(tmp_path, num_train=2, num_test=6, length=(3, 30), instance_length=(2, 10))
+    args = main.parse_args(["--dataset", "anet12", "--data_path", root, "--soft_nms"])
+    torch.manual_seed(0)
+    model = main.build_model(args, 100)
+    test_set = main.feature_dataset(args, "test", ANET12_CLASSES)
+    metrics, predictions = main.evaluate(model, test_set, args, torch.device("cpu"))
+    assert 0 <= metrics["average_mAP"] <= 1 and metrics["subset"] == "validation"
+    for vid, dets in predictions["results"].items():
+        seconds = test_set.lengths[vid] * 16 / 25
+        assert dets and all(0 <= d["segment"][0] < d["segment"][1] <= seconds + 1e-9 for d in dets)
+
+
+def test_result_files_satisfy_the_official_sal_and_cola_evaluators(tmp_path):
+    root = anet_layout(tmp_path, num_train=2, num_test=2, length=(20, 40))
+    args = main.parse_args(["--dataset", "anet12", "--data_path", root])
+    model = main.build_model(args, 100)
+    _, predictions = main.evaluate(model, main.feature_dataset(args, "test", ANET12_CLASSES), args,
+                                   torch.device("cpu"))
+    # official ActivityNet: results, version, external_data; SAL (eval_detection13) and CoLA: method, results
+    assert {"results", "version", "external_data", "method"} <= set(predictions)
+    assert isinstance(predictions["method"], str) and all("score" in d for v in predictions["results"].values()
+                                                          for d in v)
+
+
+def test_val_subset_of_sal_is_scored_for_validation(tmp_path):
+    gt = make_gt({"v1": [("A", 0.0, 5.0)], "v2": [("B", 2.0, 4.0)]}, subset="val")
+    results = make_results({"v1": [("A", 0.9, 0.0, 5.0)], "v2": [("A", 0.8, 2.0, 4.0)]})
+    out = evaluate_detection(gt, results, "validation", [0.5])
+    assert out["subset"] == "val" and out["ap_per_class"]["A"][0] == 1.0 and out["ap_per_class"]["B"][0] == 0.0
+    both = make_gt({"v1": [("A", 0.0, 5.0)]}, subset="val")
+    both["database"]["v3"] = {"subset": "validation", "annotations": [{"label": "B", "segment": [2.0, 4.0]}]}
+    assert evaluate_detection(both, results, "validation", [0.5])["subset"] == "validation"
+    with pytest.raises(ValueError, match="no annotated instance in subset 'test'"):
+        evaluate_detection(gt, results, "test", [0.5])             # only validation has the alias
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+    (tmp_path / "pred.json").write_text(json.dumps(results))
+    cli = subprocess.run([sys.executable, "-m", "eval", "--gt", str(path), "--pred", str(tmp_path / "pred.json"),
+                          "--subset", "validation", "--tiou", "0.5"], cwd=REPO, capture_output=True, text=True)
+    assert cli.returncode == 0 and "subset 'val'" in cli.stdout
+
+
+def test_driver_scores_a_val_subset_and_says_so(tmp_path, capsys):
+    root = anet_layout(tmp_path / "data", num_train=4, num_test=3, length=(20, 40))
+    gt_path = os.path.join(root, "gt.json")
+    gt = json.load(open(gt_path))
+    for entry in gt["database"].values():
+        entry["subset"] = {"validation": "val"}.get(entry["subset"], entry["subset"])
+    json.dump(gt, open(gt_path, "w"))
+    args = main.parse_args(["--dataset", "anet12", "--data_path", root])
+    torch.manual_seed(0)
+    ckpt = tmp_path / "model.pt"
+    torch.save({"model": main.build_model(args, 100).state_dict(), "class_names": ANET12_CLASSES,
+                "args": {"embed_dim": 512}}, ckpt)
+    metrics = main.main(["--dataset", "anet12", "--data_path", root, "--inference_only", "--model_file", str(ckpt),
+                         "--output_dir", str(tmp_path / "out")])
+    assert metrics["subset"] == "val" and "gt.json subset 'val'" in capsys.readouterr().out
+    assert json.load(open(tmp_path / "out" / "aicl" / "predictions.json"))["method"] == "AICL"
+
+
+# --- feature cache: memory or memory-mapped ----------------------------------------------------------------
+
+def batches(ds, num_workers=0, epochs=(0, 1), batch_size=3):
+    """Every batch of the epochs (features, labels, vids, lengths), in a fixed order."""
+    out = []
+    for epoch in epochs:
+        ds.set_epoch(epoch)
+        order = main.epoch_batches(len(ds), batch_size, 1, epoch)
+        out += list(torch.utils.data.DataLoader(ds, batch_sampler=order, num_workers=num_workers))
+    return out
+
+
+@pytest.mark.parametrize("split, sampling, keep_short", [("train", "random", False), ("test", "uniform", True),
+                                                         ("test", "uniform", False)])
+def test_memory_mapped_and_in_memory_features_give_identical_batches(tmp_path, split, sampling, keep_short):
+    root = anet_layout(tmp_path, num_train=7, num_test=7, length=(30, 70))
+    vid = open(os.path.join(root, f"split_{split}.txt")).read().split()[0]
+    path = os.path.join(root, "features", split, "flow", f"{vid}.npy")
+    np.save(path, np.load(path).astype(np.float64)[:-1])       # float64 and one snippet short: same handling
+    with pytest.warns(UserWarning, match="cut to the shorter"):
+        memory = FeatureDataset(root, split, 50, sampling, ANET12_CLASSES, keep_short=keep_short, cache="memory")
+    with pytest.warns(UserWarning, match="cut to the shorter"):
+        mapped = FeatureDataset(root, split, 50, sampling, ANET12_CLASSES, keep_short=keep_short, cache="mmap")
+    assert (memory.cache, mapped.cache, mapped.features) == ("memory", "mmap", None)
+    assert mapped.lengths == {v: len(f) for v, f in memory.features.items()}
+    loop = dict(epochs=(0, 1), batch_size=3) if sampling == "random" else dict(epochs=(0,), batch_size=1)
+    expected = batches(memory, **loop)
+    for workers in (0, 2):
+        got = batches(mapped, workers, **loop)
+        assert len(got) == len(expected)
+        for (f1, y1, v1, t1), (f2, y2, v2, t2) in zip(expected, got):
+            assert f1.dtype == f2.dtype == torch.float32
+            assert torch.equal(f1, f2) and torch.equal(y1, y2) and v1 == v2 and torch.equal(t1, t2)
+    for v in memory.vids:
+        assert np.array_equal(memory.frame_labels(v), mapped.frame_labels(v))
+
+
+def test_automatic_cache_choice_and_mmap_input_errors(tmp_path, monkeypatch):
+    root = anet_layout(tmp_path, num_train=3, num_test=2, length=(30, 40))
+    ds = FeatureDataset(root, "train", 50, "random", ANET12_CLASSES)
+    assert ds.cache == "memory" and ds.feature_bytes == sum(ds.lengths.values()) * 2048 * 4
+    monkeypatch.setattr(dataset, "available_memory", lambda: ds.feature_bytes * 2 - 1)    # more than half: mmap
+    small = FeatureDataset(root, "train", 50, "random", ANET12_CLASSES)
+    assert small.cache == "mmap" and "GiB available" in small.cache_reason
+    vid = small.vids[0]
+    path = os.path.join(root, "features", "train", "rgb", f"{vid}.npy")
+    bad = np.load(path)
+    bad[:] = np.nan
+    np.save(path, bad)
+    with pytest.raises(ValueError, match=f"{vid}.npy: contains NaN or Inf"):
+        small[0]                                                 # values are checked where they are read
+    np.save(path, bad[:, :10])
+    with pytest.raises(ValueError, match=rf"{vid}.npy: expected shape \[T, 1024\]"):
+        FeatureDataset(root, "train", 50, "random", ANET12_CLASSES, cache="mmap")   # shapes up front
+    with pytest.raises(ValueError, match="cache must be"):
+        FeatureDataset(root, "train", 50, "random", ANET12_CLASSES, cache="disk")
 
 
 @pytest.mark.slow
