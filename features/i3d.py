@@ -200,7 +200,8 @@ def load_i3d(path, stream, device="cpu"):
     first = state.get("Conv3d_1a_7x7.conv3d.weight")
     found = {c: s for s, c in STREAMS.items()}.get(first.shape[1]) if first is not None and first.dim() == 5 else None
     if found is not None and found != stream:
-        raise ValueError(f"{path}: this is a {found} weight file (its first conv takes {first.shape[1]} channels), "
+        article = "an" if found == "rgb" else "a"
+        raise ValueError(f"{path}: this is {article} {found} weight file (its first conv takes {first.shape[1]} channels), "
                          f"not {stream}; the {stream} stream needs {public}")
     model = InceptionI3d(STREAMS[stream])
     expected = model.state_dict()
