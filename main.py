@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from dataset import (CLASS_COUNTS, FEATURE_FPS, SNIPPET_FRAMES, THUMOS14_CLASSES, FeatureDataset, load_class_names,
-                     load_features, load_joint_features, uniform_indices)
+                     load_features, load_joint_features, read_json, uniform_indices)
 from eval import THUMOS_TIOU, evaluate_detection, load_ground_truth
 from losses import RELEASE_WEIGHTS, total_loss
 from model import AICL, load_weights
@@ -88,8 +88,12 @@ def parse_args(argv=None):
     p.add_argument("--predict_dir", default=None,
                    help="with --inference_only: localize actions in the videos of DIR (rgb/VID.npy + flow/VID.npy, "
                         "or VID.npy of width 2048) without ground truth")
+    p.add_argument("--predict_videos", nargs="+", default=None, metavar="VID",
+                   help="with --predict_dir: only these videos of DIR (scripts/predict.sh passes the videos it was given)")
     p.add_argument("--class_names", default=None,
-                   help="text file, one class per line, for a checkpoint that carries no class names")
+                   help="text file, one class per line: the classes of a dataset of one's own (default: "
+                        "DATA/classes.txt when present, as scripts/build_dataset.py writes), or of a checkpoint "
+                        "that carries no class names")
     p.add_argument("--top_k", type=int, default=0, help="keep the best N detections per video (0: all, as for mAP)")
     p.add_argument("--min_score", type=float, default=None, help="drop detections scoring below this")
     p.add_argument("--plot", action="store_true", help="with --predict_dir: one PNG timeline per video")
@@ -101,7 +105,8 @@ def parse_args(argv=None):
     p.add_argument("--soft_nms", action="store_true", help="soft-NMS (the release scripts pass it) instead of NMS")
     p.add_argument("--nms_thresh", type=float, default=0.4)
     p.add_argument("--nms_alpha", type=float, default=0.35)
-    p.add_argument("--feature_fps", type=int, default=FEATURE_FPS)
+    p.add_argument("--feature_fps", type=float, default=FEATURE_FPS,
+                   help="frame rate of the snippet grid (with --predict_dir: DIR/extraction.json's when present)")
     p.add_argument("--plot_video", nargs="+", default=[], metavar="VID",
                    help="test videos to draw (curves, ground truth, detections) into OUTPUT_DIR/EXP_NAME/plots/")
     p.add_argument("--tiou", type=float, nargs="+", help="(*) tIoU thresholds: 0.1:0.1:0.7 / 0.5:0.05:0.95")
@@ -293,12 +298,23 @@ def read_class_names(path):
     return names
 
 
+def dataset_class_names(args):
+    """The classes of the dataset at --data_path: --class_names FILE, else DATA/classes.txt when it exists
+    (a dataset of one's own, as scripts/build_dataset.py writes it), else the --dataset list."""
+    path = args.class_names or os.path.join(args.data_path, "classes.txt")
+    if not args.class_names and not os.path.isfile(path):
+        return load_class_names(args.data_path, args.dataset)
+    names = read_class_names(path)
+    print(f"class list: the {len(names)} classes of {path}")
+    return names
+
+
 def run_inference(args, device):
     out_dir = os.path.join(args.output_dir, args.exp_name)
     model_file = args.model_file or os.path.join(out_dir, "best.pt")
     if args.predict_dir:
         return predict_folder(args, device, model_file, out_dir)
-    class_names = load_class_names(args.data_path, args.dataset)
+    class_names = dataset_class_names(args)
     test_set = FeatureDataset(args.data_path, "test", args.num_segments, "uniform", class_names, args.seed)
     model, _ = model_from_checkpoint(args, model_file, device, class_names)
     metrics, predictions = evaluate(model, test_set, args, device)
@@ -316,6 +332,12 @@ def predict_folder(args, device, model_file, out_dir):
     model, class_names = model_from_checkpoint(args, model_file, device)
     model.eval()
     videos = feature_files(args.predict_dir)
+    if args.predict_videos:
+        missing = sorted(set(args.predict_videos) - set(videos))
+        if missing:
+            raise FileNotFoundError(f"{args.predict_dir}: no features of video(s) {missing[:3]}")
+        videos = {v: videos[v] for v in args.predict_videos}
+    snippet_timing(args)
     results, table = {}, io.StringIO()
     rows = csv.writer(table, lineterminator="\n")
     rows.writerow(["video", "label", "start", "end", "score"])
@@ -335,6 +357,22 @@ def predict_folder(args, device, model_file, out_dir):
     print(f"{len(videos)} videos, {n_detections} detections ({len(class_names)} classes) written to "
           f"{out_dir}/predictions.json and detections.csv" + (f", figures in {out_dir}/plots/" if args.plot else ""))
     return results
+
+
+def snippet_timing(args):
+    """Take the snippet grid of features extracted by ``python -m features`` from DIR/extraction.json
+    (its fps; 16-frame snippets are required), unless --feature_fps was given."""
+    path = os.path.join(args.predict_dir, "extraction.json")
+    if not os.path.isfile(path) or "feature_fps" in args.explicit:
+        return
+    saved = read_json(path)
+    settings = saved.get("settings") if isinstance(saved, dict) else None
+    settings = settings if isinstance(settings, dict) else {}
+    if settings.get("snippet_frames") != SNIPPET_FRAMES or not isinstance(settings.get("fps"), (int, float)):
+        raise ValueError(f"{path}: expected settings with fps and snippet_frames {SNIPPET_FRAMES}, "
+                         f"found {settings.get('fps')!r} and {settings.get('snippet_frames')!r}")
+    args.feature_fps = settings["fps"]
+    print(f"snippet timing from {path}: {SNIPPET_FRAMES} frames at {args.feature_fps:g} fps")
 
 
 def feature_files(folder):
@@ -395,7 +433,7 @@ def train(args, device):
     from torch.utils.tensorboard import SummaryWriter
 
     out_dir = os.path.join(args.output_dir, args.exp_name)
-    class_names = load_class_names(args.data_path, args.dataset)
+    class_names = dataset_class_names(args)
     train_set = FeatureDataset(args.data_path, "train", args.num_segments, "random", class_names, args.seed)
     test_set = FeatureDataset(args.data_path, "test", args.num_segments, "uniform", class_names, args.seed)
     model = build_model(args, len(class_names)).to(device)
