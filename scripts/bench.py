@@ -9,6 +9,9 @@
 3. Evaluator: 100,000 predictions against 3,000 ground-truth instances, 20 classes, 7 tIoUs; and at
    ActivityNet v1.3 validation scale (4,926 videos, 200 classes, 10 tIoUs, 500,000 predictions).
 The data for 1 and 2 is generated once into --data (synthetic features in the real layout).
+4. Feature extraction (features/, also alone with --features_only): decoding a generated 60 s 320x240 30 fps
+   video to 25 fps at the 256-px scale, optical flow per frame pair on one core (TV-L1 on a part of it, DIS),
+   and each I3D stream per 16-frame snippet against its FLOP floor at the matmul rate.
 """
 import argparse
 import json
@@ -17,6 +20,8 @@ import statistics
 import sys
 import time
 
+import av
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -26,6 +31,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import main  # noqa: E402
 from dataset import THUMOS14_CLASSES, FeatureDataset, make_synthetic_dataset  # noqa: E402
 from eval import THUMOS_TIOU, evaluate_detection  # noqa: E402
+from features import flow as flowlib  # noqa: E402
+from features.i3d import FLOPS_PER_SNIPPET, FLOPS_PER_SNIPPET_FLOW, InceptionI3d  # noqa: E402
+from features.video import Video, centre_crop  # noqa: E402
 from model import FEATURE_DIM  # noqa: E402
 
 THUMOS_TEST_VIDEOS = 213
@@ -134,14 +142,87 @@ def bench_eval(repeat=3, tiou=THUMOS_TIOU, **sizes):
     return min(timed(lambda: evaluate_detection(gt, results, "test", tiou), torch.device("cpu"), repeat))
 
 
+def write_bench_video(path, seconds=60, fps=30, w=320, h=240):
+    """A 30 fps H.264 video of a smooth random texture panning 3 px right per frame and a bright square crossing
+    it (real motion for the flow), encoded frame by frame."""
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur((rng.random((h, 2 * w)) * 255).astype(np.uint8), (0, 0), 3)
+    texture = cv2.normalize(texture, None, 0, 255, cv2.NORM_MINMAX)
+    with av.open(path, "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for i in range(seconds * fps):
+            img = np.roll(texture, -3 * i, axis=1)[:, :w].copy()
+            x = (5 * i) % (w - 40)
+            img[h // 2 - 20:h // 2 + 20, x:x + 40] = 255
+            frame = av.VideoFrame.from_ndarray(np.repeat(img[:, :, None], 3, axis=2), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def bench_features(device, rate, folder, seconds=60, tvl1_pairs=16, dis_pairs=256, snippets=4):
+    """Rows (name, seconds, reference seconds, note) of the extraction stages on a generated video."""
+    path = os.path.join(folder, f"video_{seconds}s.mp4")
+    if not os.path.isfile(path):
+        os.makedirs(folder, exist_ok=True)
+        write_bench_video(path, seconds)
+    keep, frames, count = max(tvl1_pairs, dis_pairs, 16 * snippets) + 1, [], []
+
+    def decode():
+        frames.clear()
+        count[:] = [0]
+        for frame in Video(path).frames(25):                        # [H, W, 3] uint8 at the 256-px scale
+            count[0] += 1
+            if len(frames) < keep:
+                frames.append(frame)
+
+    decode_s = min(timed(decode, torch.device("cpu"), 2))
+    gray = flowlib.grayscale(np.stack(frames[:max(tvl1_pairs, dis_pairs) + 1]))
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)                                           # one core, as each flow worker process
+    tvl1_s = min(timed(lambda: flowlib.fields(gray[:tvl1_pairs + 1], "tvl1"), torch.device("cpu"), 1)) / tvl1_pairs
+    dis_s = min(timed(lambda: flowlib.fields(gray[:dis_pairs + 1], "dis"), torch.device("cpu"), 2)) / dis_pairs
+    cv2.setNumThreads(threads)
+    h, w = frames[0].shape[:2]
+    rows = [(f"decode {seconds} s video", decode_s, None,
+             f"{count[0] / decode_s:.0f} frames/s: 30 -> 25 fps, {w}x{h} ({count[0]} frames)"),
+            ("flow TV-L1 (per pair, 1 core)", tvl1_s, None,
+             f"{1 / tvl1_s:.2f} frames/s, {w}x{h}, first {tvl1_pairs} pairs"),
+            ("flow DIS (per pair, 1 core)", dis_s, None, f"{1 / dis_s:.0f} frames/s, first {dis_pairs} pairs")]
+    clips = np.stack([centre_crop(np.stack(frames[16 * i:16 * i + 16])) for i in range(snippets)])  # [B,16,224,224,3]
+    for stream, channels, flops in (("rgb", 3, FLOPS_PER_SNIPPET), ("flow", 2, FLOPS_PER_SNIPPET_FLOW)):
+        model = InceptionI3d(channels).eval().to(device)
+        if device.type == "cpu":
+            model = model.to_channels_last()
+        x = torch.from_numpy(clips[..., :channels]).to(device).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+        with torch.inference_mode():
+            per_snippet = min(timed(lambda: model.extract_features(x), device, 2)) / snippets
+        rows.append((f"I3D {stream} (per snippet, B{snippets})", per_snippet, flops / rate,
+                     f"{16 / per_snippet:.0f} frames/s, {flops / per_snippet / 1e9:.0f} GFLOP/s; floor = "
+                     f"{flops / 1e9:.1f} GFLOP at the matmul rate"))
+    return rows
+
+
+def print_rows(device, rows):
+    print(f"device: {device} ({torch.get_num_threads()} threads), torch {torch.__version__}")
+    print(f"{'measurement':<30} {'time (s)':>9} {'reference (s)':>14} {'ratio':>6}  note")
+    for name, t, ref, note in rows:
+        ref_s, ratio = (f"{ref:14.3f}", f"{t / ref:6.2f}") if ref else (f"{'':14}", f"{'':6}")
+        print(f"{name:<30} {t:9.3f} {ref_s} {ratio}  {note}")
+
+
 def main_bench(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data/bench", help="where the synthetic THUMOS14-sized data lives")
     p.add_argument("--device", default="auto")
     p.add_argument("--steps", type=int, default=10, help="timed training steps (after 2 warm-up steps)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument("--features_only", action="store_true", help="only the feature-extraction rows (4.)")
     opts = p.parse_args(argv)
     device = main.resolve_device(opts.device)
+    if opts.features_only:
+        return print_rows(device, bench_features(device, matmul_rate(device), opts.data))
     args = main.parse_args(["--data_path", opts.data, "--soft_nms"])      # the release recipe
     torch.manual_seed(args.seed)
     ensure_data(opts.data)
@@ -169,11 +250,8 @@ def main_bench(argv=None):
         ("evaluator, ActivityNet scale", anet_eval_s, None, "500k pred, 7.6k GT, 4,926 videos, 200 classes, 10 tIoUs"),
         ("feature loading (once)", load_s, None, f"{len(train_set) + len(test_set)} videos"),
     ]
-    print(f"device: {device} ({torch.get_num_threads()} threads), torch {torch.__version__}")
-    print(f"{'measurement':<30} {'time (s)':>9} {'reference (s)':>14} {'ratio':>6}  note")
-    for name, t, ref, note in rows:
-        ref_s, ratio = (f"{ref:14.3f}", f"{t / ref:6.2f}") if ref else (f"{'':14}", f"{'':6}")
-        print(f"{name:<30} {t:9.3f} {ref_s} {ratio}  {note}")
+    rows += bench_features(device, rate, opts.data)
+    print_rows(device, rows)
     print(f"(the model has had {opts.steps + 2} training steps on synthetic data: its mAP, "
           f"{metrics['average_mAP'] * 100:.1f}, means nothing; the detections give the post-processing load)")
     if opts.json:
