@@ -179,8 +179,7 @@ def build(args):
     check_weights(args.rgb_weights, args.flow_weights)
     gt_path = os.path.join(args.out, "gt.json")
     if os.path.isfile(gt_path) and not args.overwrite:
-        old = read_json(gt_path).get("database")
-        if old != json.loads(json.dumps(gt_database(table, durations))):
+        if read_json(gt_path) != json.loads(json.dumps({"database": gt_database(table, durations)})):
             raise ValueError(f"{gt_path} exists and differs from what {args.annotations} gives; "
                              "--overwrite replaces it (the features are kept)")
 
