@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 
 import av
 import cv2
@@ -181,6 +182,15 @@ def _atomic(path, write):
     return tmp
 
 
+def read_json(path):
+    """The JSON in `path`; ValueError naming the file when it is not JSON."""
+    with open(path) as f:
+        try:
+            return json.load(f)
+        except ValueError as err:
+            raise ValueError(f"{path}: not valid JSON ({err}); remove or repair it") from None
+
+
 def save_json(obj, path):
     """Write `obj` as JSON to `path` atomically."""
     os.replace(_atomic(path, lambda f: f.write(json.dumps(obj, indent=1).encode())), path)
@@ -210,8 +220,7 @@ class Layout:
         out = {}
         for name in sorted(os.listdir(folder)):
             if name.endswith(".json") and not name.startswith("."):
-                with open(os.path.join(folder, name)) as f:
-                    out[name[:-5]] = json.load(f)
+                out[name[:-5]] = read_json(os.path.join(folder, name))
         return out
 
     def save(self, vid, rgb, flow, record):
@@ -253,40 +262,42 @@ class Layout:
 
 # ------------------------------------------------------------------------------------------- extraction
 
-class FlowPool:
-    """Optical flow of snippets, computed by `workers` processes (0: in this process) or by RAFT on the device.
-    submit(frames) returns a handle; ready(handle) / result(handle) give the snippet's 16 fields
-    float32 [16, 224, 224, 2]."""
+def start_workers(workers):
+    """A pool of `workers` single-threaded OpenCV processes for the flow (None for 0). Spawned, not forked: a
+    forked child inherits the parent's OpenCV and OpenMP thread pools without their threads and can hang. A
+    worker that dies (e.g. killed for memory) fails the videos in flight instead of hanging the run."""
+    if workers == 0:
+        return None
+    executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=flowlib.worker_init)
+    executor.submit(int).result()                       # start the processes now, not at the first snippet
+    return executor
 
-    def __init__(self, method, quantize, workers, raft=None):
-        self.method, self.quantize, self.raft = method, quantize, raft
-        self.pool = None
-        if raft is None and workers > 0:
-            context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
-                                                  else "spawn")
-            self.pool = context.Pool(workers, initializer=flowlib.worker_init)
+
+class FlowPool:
+    """Optical flow of snippets: CPU methods on the worker pool `executor` (None: in this process), or RAFT on
+    the device. submit(frames [17 or 16, H, W, 3]) returns a handle; ready(handle) / result(handle) give the
+    snippet's 16 fields, float32 [16, 224, 224, 2]."""
+
+    def __init__(self, method, quantize, executor=None, raft=None):
+        self.method, self.quantize, self.executor, self.raft = method, quantize, executor, raft
 
     def submit(self, frames):
         if self.raft is not None:
             return [self.raft(frames)]
         gray = flowlib.grayscale(frames)
-        if self.pool is None:
+        if self.executor is None:
             return [flowlib.fields(gray, self.method, CROP, self.quantize)]
-        return [self.pool.apply_async(flowlib.fields, (gray[i:i + FLOW_CHUNK + 1], self.method, CROP, self.quantize))
+        return [self.executor.submit(flowlib.fields, gray[i:i + FLOW_CHUNK + 1], self.method, CROP, self.quantize)
                 for i in range(0, len(gray) - 1, FLOW_CHUNK)]
 
     @staticmethod
     def ready(handle):
-        return all(isinstance(h, np.ndarray) or h.ready() for h in handle)
+        return all(isinstance(h, np.ndarray) or h.done() for h in handle)
 
     @staticmethod
     def result(handle):
-        return flowlib.pair(np.concatenate([h if isinstance(h, np.ndarray) else h.get() for h in handle]), SNIPPET)
-
-    def close(self):
-        if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
+        return flowlib.pair(np.concatenate([h if isinstance(h, np.ndarray) else h.result() for h in handle]), SNIPPET)
 
 
 class I3DBatches:
@@ -341,12 +352,87 @@ def extract_video(path, fps, rgb_model, flow_model, flows, device, batch_size, m
     return rgb, flow, record
 
 
+def plan(layout, settings, videos, mine, overwrite):
+    """Check DIR against this run and sort this shard's videos `mine`: (result with skipped / failed filled, todo).
+    ValueError when DIR holds features made with other settings (unless overwrite, and then only for videos
+    this run redoes) or an extraction.json whose videos have no records."""
+    records = layout.records()
+    key = comparable(settings)
+    stale = {vid: rec for vid, rec in records.items() if rec["settings"] != key}
+    if stale and not overwrite:
+        vid = sorted(stale)[0]
+        raise ValueError(f"{layout.dir} holds features made with other settings ({len(stale)} videos, e.g. {vid}: "
+                         f"{difference(stale[vid]['settings'], key)}); use another --out, or --overwrite to "
+                         "re-extract them")
+    orphans = sorted(set(stale) - {vid for vid, _ in videos})
+    if orphans:
+        raise ValueError(f"{layout.dir} holds {len(orphans)} videos made with other settings that this run would "
+                         f"not redo ({', '.join(orphans[:3])}{' ...' if len(orphans) > 3 else ''}); remove them "
+                         "or use another --out")
+    if os.path.isfile(layout.json) and not overwrite:
+        unbacked = sorted(set(read_json(layout.json).get("videos", {})) - set(records))
+        if unbacked:
+            raise ValueError(f"{layout.json} lists {len(unbacked)} videos without a record in "
+                             f"{os.path.join(layout.dir, 'meta')} (e.g. {unbacked[0]}; copied features?); use "
+                             "another --out")
+    result, todo = {"done": [], "skipped": [], "failed": {}}, []
+    for vid, path in mine:
+        have = os.path.isfile(layout.rgb(vid)) and os.path.isfile(layout.flow(vid))
+        if vid in records and have and not overwrite:
+            result["skipped"].append(vid)
+        elif vid not in records and not overwrite and (os.path.exists(layout.rgb(vid)) or
+                                                        os.path.exists(layout.flow(vid))):
+            result["failed"][vid] = (f"{layout.rgb(vid)} or its flow file exists but is not recorded in "
+                                     f"{os.path.join(layout.dir, 'meta')}; not overwritten (use --overwrite)")
+        else:
+            todo.append((vid, path))
+    return result, todo
+
+
+def run(layout, settings, todo, result, fps, rgb_model, flow_model, flows, device, batch_size, max_pending,
+        progress):
+    """Extract and save the videos `todo`, filling `result`; extraction.json is rebuilt at the end even when
+    interrupted. Returns the videos left out of it because they were recorded with other settings."""
+    bar = tqdm(todo, unit="video", disable=not progress, dynamic_ncols=True)
+    count = {"snippets": 0, "start": time.time(), "shown": 0.0}
+
+    def tick():
+        count["snippets"] += 1
+        now = time.time()
+        if now - count["shown"] > 1:
+            bar.set_postfix(snippets_per_s=f"{count['snippets'] / (now - count['start']):.2f}")
+            count["shown"] = now
+
+    record_settings = {"settings": comparable(settings), "packages": settings["packages"]}
+    try:
+        for vid, path in bar:
+            bar.set_description(vid)
+            try:
+                rgb, flow, video = extract_video(path, fps, rgb_model, flow_model, flows, device, batch_size,
+                                                 max_pending, tick)
+            except videolib.VideoError as err:
+                result["failed"][vid] = str(err)
+                continue
+            except Exception as err:                    # one bad video must not stop the others
+                result["failed"][vid] = f"{path}: {type(err).__name__}: {err}"
+                continue
+            layout.save(vid, rgb, flow, {"video": video, **record_settings})
+            result["done"].append(vid)
+    finally:
+        bar.close()
+        other = layout.rebuild(settings)
+    return other
+
+
 def extract(inputs, out_dir, rgb_weights, flow_weights, fps=25, device="auto", batch_size=8, workers=None,
             shard=None, flow="tvl1", flow_quantize=False, overwrite=False, raft_weights=None, progress=True):
     """Extract both I3D streams for the videos in `inputs` (files and/or folders) into `out_dir`; see the module
     docstring. Problems with the arguments, inputs, weights or an incompatible out_dir raise ValueError /
     FileNotFoundError before anything is written. Returns dict(done=[vid], skipped=[vid], failed={vid: reason})
-    for this shard's videos."""
+    for this shard's videos. With workers > 0 the flow processes are spawned, so a script calling this needs
+    the usual `if __name__ == "__main__":` guard."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
     if not fps > 0:
         raise ValueError(f"--fps {fps}: must be > 0")
     if batch_size < 1:
@@ -363,72 +449,21 @@ def extract(inputs, out_dir, rgb_weights, flow_weights, fps=25, device="auto", b
         raise ValueError(f"no video files found in {', '.join(map(str, inputs))} "
                          f"(extensions: {' '.join(videolib.VIDEO_EXTENSIONS)})")
     check_weights(rgb_weights, flow_weights)
-    rgb_model = load_i3d(rgb_weights, "rgb", device)
-    flow_model = load_i3d(flow_weights, "flow", device)
-    raft = flowlib.Raft(raft_weights, device, CROP, flow_quantize) if flow == "raft" else None
-    settings = make_settings(fps, flow, flow_quantize, rgb_weights, flow_weights, raft_weights)
-
-    layout = Layout(out_dir)
-    records = layout.records()
-    key = comparable(settings)
-    stale = {vid: rec for vid, rec in records.items() if rec["settings"] != key}
-    if stale and not overwrite:
-        vid = sorted(stale)[0]
-        raise ValueError(f"{layout.dir} holds features made with other settings ({len(stale)} videos, e.g. {vid}: "
-                         f"{difference(stale[vid]['settings'], key)}); use another --out, or --overwrite to "
-                         "re-extract them")
-    names = {vid for vid, _ in videos}
-    orphans = sorted(set(stale) - names)
-    if orphans:
-        raise ValueError(f"{layout.dir} holds {len(orphans)} videos made with other settings that this run would "
-                         f"not redo ({', '.join(orphans[:3])}{' ...' if len(orphans) > 3 else ''}); remove them "
-                         "or use another --out")
-
-    mine = videos[k::n]
-    result = {"done": [], "skipped": [], "failed": {}}
-    todo = []
-    for vid, path in mine:
-        have = os.path.isfile(layout.rgb(vid)) and os.path.isfile(layout.flow(vid))
-        if vid in records and have and not overwrite:
-            result["skipped"].append(vid)
-        elif not overwrite and vid not in records and (os.path.exists(layout.rgb(vid)) or
-                                                        os.path.exists(layout.flow(vid))):
-            result["failed"][vid] = (f"{layout.rgb(vid)} or its flow file exists but is not recorded in "
-                                     f"{os.path.dirname(layout.meta(vid))}; not overwritten (use --overwrite)")
-        else:
-            todo.append((vid, path))
-    os.makedirs(layout.dir, exist_ok=True)
-
-    flows = FlowPool(flow, flow_quantize, workers, raft)
-    max_pending = batch_size + 2 * max(workers, 1)
-    bar = tqdm(todo, unit="video", disable=not progress, dynamic_ncols=True)
-    count = {"snippets": 0, "start": time.time(), "shown": 0.0}
-
-    def tick():
-        count["snippets"] += 1
-        now = time.time()
-        if now - count["shown"] > 1:
-            bar.set_postfix(snippets_per_s=f"{count['snippets'] / (now - count['start']):.2f}")
-            count["shown"] = now
-
+    executor = start_workers(workers) if flow != "raft" else None
     try:
-        for vid, path in bar:
-            bar.set_description(vid)
-            try:
-                rgb, flow_feats, record = extract_video(path, fps, rgb_model, flow_model, flows, device, batch_size,
-                                                        max_pending, tick)
-            except videolib.VideoError as err:
-                result["failed"][vid] = str(err)
-                continue
-            except Exception as err:                    # one bad video must not stop the others
-                result["failed"][vid] = f"{path}: {type(err).__name__}: {err}"
-                continue
-            layout.save(vid, rgb, flow_feats, {"video": record, "settings": key, "packages": settings["packages"]})
-            result["done"].append(vid)
+        rgb_model = load_i3d(rgb_weights, "rgb", device)
+        flow_model = load_i3d(flow_weights, "flow", device)
+        raft = flowlib.Raft(raft_weights, device, CROP, flow_quantize) if flow == "raft" else None
+        settings = make_settings(fps, flow, flow_quantize, rgb_weights, flow_weights, raft_weights)
+        layout = Layout(out_dir)
+        result, todo = plan(layout, settings, videos, videos[k::n], overwrite)
+        os.makedirs(layout.dir, exist_ok=True)
+        flows = FlowPool(flow, flow_quantize, executor, raft)
+        other = run(layout, settings, todo, result, fps, rgb_model, flow_model, flows, device, batch_size,
+                    batch_size + 2 * max(workers, 1), progress)
     finally:
-        bar.close()
-        flows.close()
-        other = layout.rebuild(settings)
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
     if other:
         print(f"note: {len(other)} videos in {layout.dir} were recorded with other settings (by an earlier or "
               f"concurrent run) and are left out of extraction.json: {', '.join(other[:3])}"
