@@ -18,8 +18,9 @@ left: one 1024-d feature per clip. `forward` adds the 1x1x1 logits conv (with bi
 
 Cost: one 16x224x224 clip through `extract_features` is FLOPS_PER_SNIPPET = 2 x 27.8 G multiply-adds, about
 55.6 GFLOP for RGB (FLOPS_PER_SNIPPET_FLOW, about 51.2 GFLOP, for the 2-channel flow stream); `count_flops`
-derives both from the module. On CPU, `load_i3d` switches the model to channels_last_3d (see
-`to_channels_last`), which is faster there and gives the same outputs to float rounding.
+derives both from the module. On CPU, `load_i3d` switches the model to channels_last_3d (`to_channels_last`):
+about 1.5x faster per snippet in batches of 2 or more (no gain for single clips, where PyTorch picks its non-oneDNN
+conv for the small 3x3x3 convs), outputs equal to the default layout within 4e-6 on the golden clips.
 """
 import hashlib
 import math
