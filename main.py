@@ -23,7 +23,7 @@ from tqdm import tqdm
 import checkpoint
 from checkpoint import build_model
 from dataset import (CLASS_COUNTS, FEATURE_FPS, SNIPPET_FRAMES, FeatureDataset, load_class_names, load_features,
-                     load_joint_features, read_split, uniform_indices)
+                     load_joint_features, read_json, read_split, uniform_indices)
 from eval import THUMOS_TIOU, evaluate_detection, load_ground_truth, scored_subset
 from losses import RELEASE_WEIGHTS, total_loss
 from utils.io import save_json, save_text
@@ -124,8 +124,12 @@ def parse_args(argv=None):
     p.add_argument("--predict_dir", default=None,
                    help="with --inference_only: localize actions in the videos of DIR (rgb/VID.npy + flow/VID.npy, "
                         "or VID.npy of width 2048) without ground truth")
+    p.add_argument("--predict_videos", nargs="+", default=None, metavar="VID",
+                   help="with --predict_dir: only these videos of DIR (scripts/predict.sh passes the videos it was given)")
     p.add_argument("--class_names", default=None,
-                   help="text file, one class per line, for a checkpoint that carries no class names")
+                   help="text file, one class per line: the classes of a dataset of one's own (default: "
+                        "DATA/classes.txt when present, as scripts/build_dataset.py writes), or of a checkpoint "
+                        "that carries no class names")
     p.add_argument("--top_k", type=int, default=0, help="keep the best N detections per video (0: all, as for mAP)")
     p.add_argument("--min_score", type=float, default=None, help="drop detections scoring below this")
     p.add_argument("--plot", action="store_true", help="with --predict_dir: one PNG timeline per video")
@@ -139,8 +143,9 @@ def parse_args(argv=None):
                    help="soft-NMS (the release scripts pass it; a bare CAS_Only.pkl gets it) instead of NMS")
     p.add_argument("--nms_thresh", type=float, help="(*) IoU at which (soft-)NMS suppresses (soft: decays): 0.4 / 0.7")
     p.add_argument("--nms_alpha", type=float, default=0.35, help="soft-NMS decay: score *= exp(-IoU^2 / alpha)")
-    p.add_argument("--feature_fps", type=int, default=FEATURE_FPS,
-                   help="frame rate the features were extracted at (snippets of 16 frames): maps snippets to seconds")
+    p.add_argument("--feature_fps", type=float, default=FEATURE_FPS,
+                   help="frame rate the features were extracted at (snippets of 16 frames): maps snippets to seconds "
+                        "(with --predict_dir: DIR/extraction.json's when present)")
     p.add_argument("--short_videos", choices=["stretch", "keep"],
                    help="(*) a test video of at most T snippets: stretch it to T by repeating snippets (THUMOS14 "
                         "release) or keep its own length (SAL, CoLA on ActivityNet): stretch / keep")
@@ -343,6 +348,17 @@ def write_results(out_dir, metrics, predictions):
     save_json(metrics, os.path.join(out_dir, "metrics.json"))
 
 
+def dataset_class_names(args):
+    """The classes of the dataset at --data_path: --class_names FILE, else DATA/classes.txt when it exists
+    (a dataset of one's own, as scripts/build_dataset.py writes it), else the --dataset list."""
+    path = args.class_names or os.path.join(args.data_path, "classes.txt")
+    if not args.class_names and not os.path.isfile(path):
+        return load_class_names(args.data_path, args.dataset)
+    names = checkpoint.read_class_names(path)
+    print(f"class list: the {len(names)} classes of {path}")
+    return names
+
+
 def run_inference(args, device):
     """Evaluate --model_file (default OUTPUT_DIR/EXP_NAME/best.pt) on the test split, or localize actions in
     --predict_dir, with the settings the checkpoint carries unless given on the command line."""
@@ -356,7 +372,7 @@ def run_inference(args, device):
     if args.predict_dir:
         return predict_folder(args, device, state, model_file, out_dir)
     class_names = checkpoint.class_names_of(state, model_file, args.class_names,
-                                            load_class_names(args.data_path, args.dataset))
+                                            dataset_class_names(args))
     test_set = feature_dataset(args, "test", class_names)
     check_plot_videos(args.plot_video, test_set.vids, f"the test split of {args.data_path}")
     model = checkpoint.load_model(state, args, len(class_names), device, model_file)
@@ -385,7 +401,13 @@ def predict_folder(args, device, state, model_file, out_dir):
     model = checkpoint.load_model(state, args, len(class_names), device, model_file)
     model.eval()
     videos = feature_files(args.predict_dir)
+    if args.predict_videos:
+        missing = sorted(set(args.predict_videos) - set(videos))
+        if missing:
+            raise FileNotFoundError(f"{args.predict_dir}: no features of video(s) {missing[:3]}")
+        videos = {v: videos[v] for v in args.predict_videos}
     check_plot_videos(args.plot_video, videos, args.predict_dir)
+    snippet_timing(args)
     results, table = {}, io.StringIO()
     rows = csv.writer(table, lineterminator="\n")
     rows.writerow(["video", "label", "start", "end", "score"])
@@ -409,6 +431,22 @@ def predict_folder(args, device, state, model_file, out_dir):
           f"{len(class_names)}) written to {out_dir}/predictions.json and detections.csv"
           + (f", figures in {out_dir}/plots/" if args.plot or args.plot_video else ""))
     return results
+
+
+def snippet_timing(args):
+    """Take the snippet grid of features extracted by ``python -m features`` from DIR/extraction.json
+    (its fps; 16-frame snippets are required), unless --feature_fps was given."""
+    path = os.path.join(args.predict_dir, "extraction.json")
+    if not os.path.isfile(path) or "feature_fps" in args.explicit:
+        return
+    saved = read_json(path)
+    settings = saved.get("settings") if isinstance(saved, dict) else None
+    settings = settings if isinstance(settings, dict) else {}
+    if settings.get("snippet_frames") != SNIPPET_FRAMES or not isinstance(settings.get("fps"), (int, float)):
+        raise ValueError(f"{path}: expected settings with fps and snippet_frames {SNIPPET_FRAMES}, "
+                         f"found {settings.get('fps')!r} and {settings.get('snippet_frames')!r}")
+    args.feature_fps = settings["fps"]
+    print(f"snippet timing from {path}: {SNIPPET_FRAMES} frames at {args.feature_fps:g} fps")
 
 
 def feature_files(folder):
@@ -488,7 +526,7 @@ def train(args, device, resumed=None):
     out_dir = os.path.join(args.output_dir, args.exp_name)
     if resumed is None or os.path.abspath(out_dir) != os.path.dirname(os.path.abspath(args.resume)):
         claim_output_dir(out_dir, args.overwrite)
-    class_names = load_class_names(args.data_path, args.dataset)
+    class_names = dataset_class_names(args)
     train_ids, held_out = held_out_videos(args)
     train_set = feature_dataset(args, "train", class_names, only=train_ids)
     test_set = feature_dataset(args, "test", class_names)

@@ -20,6 +20,11 @@ The data for 1 and 2 is generated once into --data (synthetic features in the re
    200 snippets each, written once into --data/anet_N; the smaller sets hard-link the largest one's
    files). Each configuration runs in its own process, whose peak RSS is reported; "cold" first drops
    the set's pages from the page cache (posix_fadvise), so that memory-mapped reads come from disk.
+
+5. Feature extraction (features/, also alone with --features_only): decoding a generated 60 s 320x240 30 fps
+   video to 25 fps at the 256-px scale, optical flow per frame pair on one core (TV-L1 on a part of it, DIS),
+   and each I3D stream per 16-frame snippet against its FLOP count at the rate of the fp32
+   embedding convolutions (the floor of 1.).
 """
 import argparse
 import json
@@ -30,6 +35,8 @@ import subprocess
 import sys
 import time
 
+import av
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -39,6 +46,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import main  # noqa: E402
 from dataset import STREAM_DIM, THUMOS14_CLASSES, FeatureDataset, make_synthetic_dataset  # noqa: E402
 from eval import THUMOS_TIOU, evaluate_detection  # noqa: E402
+from features import flow as flowlib  # noqa: E402
+from features.i3d import FLOPS_PER_SNIPPET, FLOPS_PER_SNIPPET_FLOW, InceptionI3d  # noqa: E402
+from features.video import Video, centre_crop  # noqa: E402
 from model import FEATURE_DIM  # noqa: E402
 
 THUMOS_TEST_VIDEOS = 213    # THUMOS14's test set (the W-TALC conversion holds 212 of them)
@@ -302,6 +312,83 @@ def bench_anet(opts):
         print(json.dumps(rows))
 
 
+def write_bench_video(path, seconds=60, fps=30, w=320, h=240):
+    """A 30 fps H.264 video of a smooth random texture panning 3 px right per frame and a bright square crossing
+    it (real motion for the flow), encoded frame by frame."""
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur((rng.random((h, 2 * w)) * 255).astype(np.uint8), (0, 0), 3)
+    texture = cv2.normalize(texture, None, 0, 255, cv2.NORM_MINMAX)
+    with av.open(path, "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for i in range(seconds * fps):
+            img = np.roll(texture, -3 * i, axis=1)[:, :w].copy()
+            x = (5 * i) % (w - 40)
+            img[h // 2 - 20:h // 2 + 20, x:x + 40] = 255
+            frame = av.VideoFrame.from_ndarray(np.repeat(img[:, :, None], 3, axis=2), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def conv_rate(args, device):
+    """FLOP/s of the fp32 embedding convolutions (conv_floor), the reference rate for the I3D rows."""
+    fp32 = argparse.Namespace(**dict(vars(args), precision="fp32"))
+    flop = conv_flops(args.batch_size, args.num_segments, args.embed_dim)
+    return flop / min(timed(conv_floor(fp32, device), device, 3))
+
+
+def bench_features(device, rate, folder, seconds=60, tvl1_pairs=16, dis_pairs=256, snippets=4):
+    """Rows (name, seconds, reference seconds, note) of the extraction stages on a generated video."""
+    path = os.path.join(folder, f"video_{seconds}s.mp4")
+    if not os.path.isfile(path):
+        os.makedirs(folder, exist_ok=True)
+        write_bench_video(path, seconds)
+    keep, frames, count = max(tvl1_pairs, dis_pairs, 16 * snippets) + 1, [], []
+
+    def decode():
+        frames.clear()
+        count[:] = [0]
+        for frame in Video(path).frames(25):                        # [H, W, 3] uint8 at the 256-px scale
+            count[0] += 1
+            if len(frames) < keep:
+                frames.append(frame)
+
+    decode_s = min(timed(decode, torch.device("cpu"), 2))
+    gray = flowlib.grayscale(np.stack(frames[:max(tvl1_pairs, dis_pairs) + 1]))
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)                                           # one core, as each flow worker process
+    tvl1_s = min(timed(lambda: flowlib.fields(gray[:tvl1_pairs + 1], "tvl1"), torch.device("cpu"), 1)) / tvl1_pairs
+    dis_s = min(timed(lambda: flowlib.fields(gray[:dis_pairs + 1], "dis"), torch.device("cpu"), 2)) / dis_pairs
+    cv2.setNumThreads(threads)
+    h, w = frames[0].shape[:2]
+    rows = [(f"decode {seconds} s video", decode_s, None,
+             f"{count[0] / decode_s:.0f} frames/s: 30 -> 25 fps, {w}x{h} ({count[0]} frames)"),
+            ("flow TV-L1 (per pair, 1 core)", tvl1_s, None,
+             f"{1 / tvl1_s:.2f} frames/s, {w}x{h}, first {tvl1_pairs} pairs"),
+            ("flow DIS (per pair, 1 core)", dis_s, None, f"{1 / dis_s:.0f} frames/s, first {dis_pairs} pairs")]
+    clips = np.stack([centre_crop(np.stack(frames[16 * i:16 * i + 16])) for i in range(snippets)])  # [B,16,224,224,3]
+    for stream, channels, flops in (("rgb", 3, FLOPS_PER_SNIPPET), ("flow", 2, FLOPS_PER_SNIPPET_FLOW)):
+        model = InceptionI3d(channels).eval().to(device)
+        if device.type == "cpu":
+            model = model.to_channels_last()
+        x = torch.from_numpy(clips[..., :channels]).to(device).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+        with torch.inference_mode():
+            per_snippet = min(timed(lambda: model.extract_features(x), device, 2)) / snippets
+        rows.append((f"I3D {stream} (per snippet, B{snippets})", per_snippet, flops / rate,
+                     f"{16 / per_snippet:.0f} frames/s, {flops / per_snippet / 1e9:.0f} GFLOP/s; floor = "
+                     f"{flops / 1e9:.1f} GFLOP at the embedding convs' rate"))
+    return rows
+
+
+def print_rows(device, rows):
+    print(f"device: {device} ({torch.get_num_threads()} threads), torch {torch.__version__}")
+    print(f"{'measurement':<30} {'time (s)':>9} {'reference (s)':>14} {'ratio':>6}  note")
+    for name, t, ref, note in rows:
+        ref_s, ratio = (f"{ref:14.3f}", f"{t / ref:6.2f}") if ref else (f"{'':14}", f"{'':6}")
+        print(f"{name:<30} {t:9.3f} {ref_s} {ratio}  {note}")
+
+
 def main_bench(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data/bench", help="where the synthetic THUMOS14-sized data lives")
@@ -313,6 +400,7 @@ def main_bench(argv=None):
     p.add_argument("--repeat", type=int, default=2, help="runs of each --anet configuration (minima reported)")
     p.add_argument("--anet_run", nargs=5, metavar=("ROOT", "CACHE", "WORKERS", "STEPS", "COLD"),
                    help=argparse.SUPPRESS)                              # one configuration, in a subprocess
+    p.add_argument("--features_only", action="store_true", help="only the feature-extraction rows (5.)")
     opts = p.parse_args(argv)
     if opts.anet_run:
         root, cache, workers, steps, cold = opts.anet_run
@@ -322,6 +410,8 @@ def main_bench(argv=None):
         return bench_anet(opts)
     device = main.resolve_device(opts.device)
     args = main.parse_args(["--data_path", opts.data, "--soft_nms"])      # the release recipe
+    if opts.features_only:
+        return print_rows(device, bench_features(device, conv_rate(args, device), opts.data))
     torch.manual_seed(args.seed)
     ensure_data(opts.data)
 
@@ -352,11 +442,8 @@ def main_bench(argv=None):
         ("evaluator, ActivityNet scale", anet_eval_s, None, "500k pred, 7.6k GT, 4,926 videos, 200 classes, 10 tIoUs"),
         ("feature loading (once)", load_s, None, f"{len(train_set) + len(test_set)} videos"),
     ]
-    print(f"device: {device} ({torch.get_num_threads()} threads), torch {torch.__version__}")
-    print(f"{'measurement':<30} {'time (s)':>9} {'reference (s)':>14} {'ratio':>6}  note")
-    for name, t, ref, note in rows:
-        ref_s, ratio = (f"{ref:14.3f}", f"{t / ref:6.2f}") if ref else (f"{'':14}", f"{'':6}")
-        print(f"{name:<30} {t:9.3f} {ref_s} {ratio}  {note}")
+    rows += bench_features(device, flop / floor_s["fp32"], opts.data)
+    print_rows(device, rows)
     print(f"(times: the minimum over {opts.steps} interleaved steps, 2 test passes; the models have had "
           f"{opts.steps + 2} training steps on synthetic data: their mAP, "
           f"{test['fp32'][2]['average_mAP'] * 100:.1f} (fp32), means nothing; the detections give the "

@@ -1,0 +1,128 @@
+"""Optical flow for the I3D flow stream, computed between consecutive resampled frames at the 256-px scale.
+
+Methods:
+- "tvl1" (default, the kinetics-i3d / MediaPipe recipe): OpenCV's CPU Dual TV-L1 with its defaults
+  (cv2.optflow.DualTVL1OpticalFlow_create()), on grayscale frames (cv2.COLOR_RGB2GRAY of the resized RGB).
+- "dis": OpenCV's DIS (PRESET_MEDIUM) on the same grayscale frames; ~100x faster, NOT what the released
+  feature sets used: for a quick look only.
+- "raft": torchvision's RAFT-Large with a user-supplied state_dict, on the RGB frames, on the extraction
+  device; also NOT what the released feature sets used. torchvision is optional and imported only here.
+
+Every field is then centre-cropped to 224 (the RGB crop), clipped to [-20, 20] and divided by 20: float32
+[224, 224, 2] in [-1, 1], channel 0 horizontal (positive = content moving right), channel 1 vertical (positive
+= moving down). With `quantize`, the clipped field is first rounded to 8 bits as the JPEG/denseflow pipelines
+stored it: q = round(255 (v + 20) / 40), then q / 255 * 2 - 1 (steps of 2/255).
+
+Pairing (so flow and RGB have the same number of snippets): field i of a video is the flow from resampled
+frame i to frame i + 1, and snippet k's 16 fields are fields 16k .. 16k+15, so its last field reaches into the
+first frame of snippet k + 1 (a frame of the dropped remainder for the last snippet). Only when the video ends
+exactly at a snippet boundary does the last frame have no successor; its field repeats field 16k+14 (the
+motion of the last frame pair), since a zero field would claim a sudden stop.
+"""
+import os
+
+import cv2
+import numpy as np
+
+METHODS = ("tvl1", "dis", "raft")
+CLIP = 20.0
+_engines = {}                     # per process: method -> OpenCV flow object (workers build theirs once)
+
+
+def _engine(method):
+    if method not in _engines:
+        if method == "tvl1":
+            _engines[method] = cv2.optflow.DualTVL1OpticalFlow_create()
+        elif method == "dis":
+            _engines[method] = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        else:
+            raise ValueError(f"unknown CPU flow method {method!r}; expected 'tvl1' or 'dis'")
+    return _engines[method]
+
+
+def params(method):
+    """The parameters the flow object of `method` ("tvl1" or "dis") actually uses, read back from OpenCV."""
+    e = _engine(method)
+    if method == "tvl1":
+        return {"tau": e.getTau(), "lambda": e.getLambda(), "theta": e.getTheta(), "nscales": e.getScalesNumber(),
+                "warps": e.getWarpingsNumber(), "epsilon": e.getEpsilon(), "inner_iterations": e.getInnerIterations(),
+                "outer_iterations": e.getOuterIterations(), "scale_step": e.getScaleStep(), "gamma": e.getGamma(),
+                "median_filtering": e.getMedianFiltering(), "use_initial_flow": e.getUseInitialFlow()}
+    return {"preset": "medium", "finest_scale": e.getFinestScale(), "patch_size": e.getPatchSize(),
+            "patch_stride": e.getPatchStride(), "gradient_descent_iterations": e.getGradientDescentIterations(),
+            "variational_refinement_iterations": e.getVariationalRefinementIterations(),
+            "mean_normalization": e.getUseMeanNormalization(), "spatial_propagation": e.getUseSpatialPropagation()}
+
+
+def grayscale(frames):
+    """uint8 RGB [N, H, W, 3] -> uint8 gray [N, H, W] (cv2.COLOR_RGB2GRAY: 0.299 R + 0.587 G + 0.114 B)."""
+    return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
+
+
+def finish(flow, crop=224, quantize=False):
+    """Raw displacement fields [..., H, W, 2] (pixels at the 256-px scale) -> float32 [..., crop, crop, 2] in [-1, 1]:
+    centre crop, clip to [-20, 20], optional 8-bit rounding, divide by 20."""
+    h, w = flow.shape[-3:-1]
+    y, x = (h - crop) // 2, (w - crop) // 2
+    flow = np.clip(flow[..., y:y + crop, x:x + crop, :], -CLIP, CLIP)
+    if quantize:
+        return (np.round(255 * (flow + CLIP) / (2 * CLIP)) / 255 * 2 - 1).astype(np.float32)
+    return (flow / CLIP).astype(np.float32)
+
+
+def fields(gray, method="tvl1", crop=224, quantize=False):
+    """Flow between consecutive grayscale frames gray [N, H, W] uint8 -> float32 [N - 1, crop, crop, 2] in
+    [-1, 1] (see `finish`). The unit of work of the flow worker processes (single-threaded OpenCV each)."""
+    engine = _engine(method)
+    raw = np.stack([engine.calc(a, b, None) for a, b in zip(gray[:-1], gray[1:])])   # [N-1, H, W, 2] pixels
+    return finish(raw, crop, quantize)
+
+
+def pair(snippet_fields, length=16):
+    """A snippet's fields [length or length - 1, crop, crop, 2] -> [length, ...]: when the snippet is the last and
+    has no successor frame, its last field repeats the one before (see the module docstring)."""
+    if len(snippet_fields) == length:
+        return snippet_fields
+    if len(snippet_fields) != length - 1:
+        raise ValueError(f"a snippet has {len(snippet_fields)} flow fields; expected {length - 1} or {length}")
+    return np.concatenate([snippet_fields, snippet_fields[-1:]])
+
+
+def worker_init():
+    """Pool initializer: one OpenCV thread per worker process (the pool is the parallelism)."""
+    cv2.setNumThreads(1)
+
+
+class Raft:
+    """torchvision RAFT-Large on `device` with the state_dict file `weights` (e.g. torchvision's
+    raft_large C_T_V2 weights saved with torch.save(model.state_dict())). `self(frames)` maps uint8 RGB
+    [N, H, W, 3] to float32 [N - 1, crop, crop, 2] like `fields`."""
+
+    def __init__(self, weights, device="cpu", crop=224, quantize=False):
+        try:
+            from torchvision.models.optical_flow import raft_large
+        except ImportError:
+            raise ValueError("--flow raft needs torchvision (not installed; install the torchvision release that "
+                             "matches your torch, or use --flow tvl1 / dis)") from None
+        import torch
+        if not weights:
+            raise ValueError("--flow raft needs --raft-weights FILE (a torchvision raft_large state_dict)")
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(f"{weights}: RAFT weight file not found")
+        self.torch, self.device, self.crop, self.quantize = torch, torch.device(device), crop, quantize
+        self.model = raft_large(weights=None)
+        try:
+            self.model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        except Exception as err:
+            raise ValueError(f"{weights}: not a torchvision raft_large state_dict ({str(err).splitlines()[0]})") from None
+        self.model.eval().to(self.device)
+
+    def __call__(self, frames):
+        torch = self.torch
+        with torch.inference_mode():
+            x = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1   # [N, 3, H, W]
+            h, w = x.shape[-2:]
+            x = torch.nn.functional.pad(x, (0, -w % 8, 0, -h % 8), mode="replicate")           # RAFT wants /8
+            flow = self.model(x[:-1], x[1:])[-1][..., :h, :w]                                  # [N-1, 2, H, W]
+            raw = flow.permute(0, 2, 3, 1).float().cpu().numpy()
+        return finish(raw, self.crop, self.quantize)

@@ -1,0 +1,230 @@
+"""A training set from your own videos and an annotation table, in the layout main.py reads.
+
+    python3 scripts/build_dataset.py VIDEOS... --annotations ann.csv --out data/mine \\
+        --rgb-weights rgb_imagenet.pt --flow-weights flow_imagenet.pt [--classes classes.txt] [extraction flags]
+    DATA_PATH=data/mine bash scripts/train.sh
+
+ann.csv has a header and one row per action instance: video,label,start,end,subset. video is the file name
+without its extension, start and end are seconds of the original video, subset is --train-subset (default
+"validation", THUMOS14's convention) or --test-subset (default "test"). The class list is --classes (one name per
+line) or else the sorted labels of the table.
+
+Everything is checked before the slow extraction: every video has a file and every file has rows, every label
+is a class, every segment lies inside its video (durations probed from the files), each row is well formed.
+Then both I3D streams are extracted (python -m features) into ROOT/features/{train,test}; videos finished by
+an earlier run are skipped. Last, ROOT/gt.json, split_train.txt, split_test.txt and classes.txt are written
+(main.py takes the class list from classes.txt). Exit 1 when a video failed to extract (no gt.json is written;
+rerun after fixing it), 2 for bad arguments or input.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+
+import pandas as pd
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from dataset import FEATURE_FPS, read_json  # noqa: E402
+from features.extract import check_weights, extract, list_videos  # noqa: E402
+from features.flow import METHODS  # noqa: E402
+from features.video import VideoError, probe  # noqa: E402
+from utils.io import save_json, save_text  # noqa: E402
+
+COLUMNS = ["video", "label", "start", "end", "subset"]
+TOLERANCE_S = 0.05        # annotation times rounded past the last frame still count as inside the video
+
+
+def read_annotations(path, subsets):
+    """The rows of the annotation CSV as a DataFrame (start, end as floats, line = line number in the file).
+    ValueError naming the file and line for a missing column, an empty field, a time that is not a number
+    >= 0 with start < end, a subset not in ``subsets`` (each must have rows), or a video in two subsets."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: annotation file not found")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a readable CSV ({str(err).strip().splitlines()[0]})") from None
+    table.columns = [c.strip() for c in table.columns]
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; expected the header {','.join(COLUMNS)}")
+    if table.empty:
+        raise ValueError(f"{path}: no annotation rows")
+    table = table[COLUMNS].fillna("").apply(lambda col: col.str.strip())
+    table["line"] = table.index + 2                                      # line 1 is the header
+    for row in table.itertuples():
+        where = f"{path}: line {row.line}"
+        empty = [c for c in COLUMNS if not getattr(row, c)]
+        if empty:
+            raise ValueError(f"{where}: empty {', '.join(empty)}")
+        try:
+            start, end = float(row.start), float(row.end)
+        except ValueError:
+            start = end = math.nan
+        if not (math.isfinite(start) and math.isfinite(end)):
+            raise ValueError(f"{where}: start {row.start!r} and end {row.end!r} must be numbers (seconds)")
+        if not 0 <= start < end:
+            raise ValueError(f"{where}: segment [{row.start}, {row.end}] must have 0 <= start < end")
+        if row.subset not in subsets:
+            raise ValueError(f"{where}: subset {row.subset!r} is neither the train subset {subsets[0]!r} nor the "
+                             f"test subset {subsets[1]!r} (see --train-subset / --test-subset)")
+    table["start"], table["end"] = table["start"].astype(float), table["end"].astype(float)
+    for subset in subsets:
+        if not (table.subset == subset).any():
+            raise ValueError(f"{path}: no row of the subset {subset!r} (main.py trains on {subsets[0]!r} and "
+                             f"evaluates on {subsets[1]!r})")
+    both = table.groupby("video")["subset"].nunique()
+    if (both > 1).any():
+        vid = both[both > 1].index[0]
+        lines = table.loc[table.video == vid, "line"].tolist()
+        raise ValueError(f"{path}: video {vid} is in both subsets (lines {', '.join(map(str, lines))})")
+    return table
+
+
+def class_list(table, classes_file, csv_path):
+    """--classes FILE's names (one per line) or the sorted labels; ValueError for a label outside the list."""
+    if classes_file is None:
+        return sorted(table["label"].unique())
+    if not os.path.isfile(classes_file):
+        raise FileNotFoundError(f"{classes_file}: class list not found")
+    with open(classes_file) as f:
+        names = [line.strip() for line in f if line.strip()]
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"{classes_file}: expected distinct class names, one per line")
+    unknown = table[~table["label"].isin(names)]
+    if len(unknown):
+        row = unknown.iloc[0]
+        raise ValueError(f"{csv_path}: line {row.line}: label {row.label!r} is not in {classes_file} "
+                         f"({len(names)} classes)")
+    return names
+
+
+def match_videos(table, videos, csv_path):
+    """{vid: path} of the annotated videos; ValueError for a video without rows or rows without a video."""
+    paths = dict(videos)
+    unannotated = sorted(set(paths) - set(table["video"]))
+    if unannotated:
+        raise ValueError(f"{paths[unannotated[0]]}: video {unannotated[0]} has no row in {csv_path} "
+                         f"({len(unannotated)} such video(s); annotate or leave them out)")
+    absent = table[~table["video"].isin(paths)]
+    if len(absent):
+        row = absent.iloc[0]
+        raise ValueError(f"{csv_path}: line {row.line}: video {row.video!r} has no file among the given videos "
+                         f"({absent['video'].nunique()} such video(s))")
+    return paths
+
+
+def check_segments(table, durations, csv_path):
+    """ValueError naming the line of the first segment that ends after its video (duration + TOLERANCE_S)."""
+    duration = table["video"].map(durations)
+    outside = table[duration.notna() & (table["end"] > duration + TOLERANCE_S)]
+    if len(outside):
+        row = outside.iloc[0]
+        raise ValueError(f"{csv_path}: line {row.line}: segment [{row.start:g}, {row.end:g}] of video {row.video} "
+                         f"ends after the video ({durations[row.video]:.2f} s)")
+
+
+def gt_database(table, durations):
+    """gt.json's database: {vid: {"subset", "duration", "annotations": [{"label", "segment"}]}} in CSV order."""
+    database = {}
+    for row in table.itertuples():
+        entry = database.setdefault(row.video, {"subset": row.subset, "duration": durations[row.video],
+                                                "annotations": []})
+        entry["annotations"].append({"label": row.label, "segment": [row.start, row.end]})
+    return database
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
+    p.add_argument("videos", nargs="+", metavar="VIDEOS", help="video files and/or folders of videos")
+    p.add_argument("--annotations", required=True, help="CSV: video,label,start,end,subset (seconds)")
+    p.add_argument("--out", required=True, help="dataset root ROOT (gt.json, split_*.txt, classes.txt, features/)")
+    p.add_argument("--classes", default=None, help="class list, one name per line (default: the sorted labels)")
+    p.add_argument("--train-subset", default="validation", help="CSV subset of the training videos")
+    p.add_argument("--test-subset", default="test", help="CSV subset of the test videos")
+    p.add_argument("--overwrite", action="store_true", help="replace ROOT's gt.json, split and class files")
+    p.add_argument("--rgb-weights", required=True, help="I3D RGB weights (public: rgb_imagenet.pt)")
+    p.add_argument("--flow-weights", required=True, help="I3D flow weights (public: flow_imagenet.pt)")
+    p.add_argument("--fps", type=float, default=FEATURE_FPS, help="extraction frame rate (the released sets: 25)")
+    p.add_argument("--flow", choices=METHODS, default="tvl1",
+                   help="tvl1 matches the released features; dis and raft are faster but do not")
+    p.add_argument("--raft-weights", default=None, help="torchvision raft_large state_dict (with --flow raft)")
+    p.add_argument("--flow-quantize", action="store_true", help="8-bit flow, as JPEG flow-image pipelines")
+    p.add_argument("--workers", type=int, default=os.cpu_count(), help="optical-flow processes")
+    p.add_argument("--batch-size", type=int, default=8, help="snippets per I3D forward")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda:N")
+    p.add_argument("--overwrite-features", action="store_true", help="re-extract videos already extracted")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def build(args):
+    """Returns the exit status; bad input raises FileNotFoundError / ValueError before anything is written."""
+    subsets = (args.train_subset, args.test_subset)
+    if subsets[0] == subsets[1]:
+        raise ValueError(f"--train-subset and --test-subset are both {subsets[0]!r}")
+    table = read_annotations(args.annotations, subsets)
+    classes = class_list(table, args.classes, args.annotations)
+    paths = match_videos(table, list_videos(args.videos), args.annotations)
+    durations = {}
+    for vid, path in sorted(paths.items()):
+        try:
+            durations[vid] = probe(path)["duration"]
+        except VideoError as err:
+            raise ValueError(str(err)) from None
+    check_segments(table, durations, args.annotations)
+    check_weights(args.rgb_weights, args.flow_weights)
+    gt_path = os.path.join(args.out, "gt.json")
+    if os.path.isfile(gt_path) and not args.overwrite:
+        if read_json(gt_path) != json.loads(json.dumps({"database": gt_database(table, durations)})):
+            raise ValueError(f"{gt_path} exists and differs from what {args.annotations} gives; "
+                             "--overwrite replaces it (the features are kept)")
+
+    fps = int(args.fps) if float(args.fps).is_integer() else args.fps
+    failed = {}
+    for split, subset in zip(("train", "test"), subsets):
+        vids = sorted(table.loc[table.subset == subset, "video"].unique())
+        if not vids:
+            continue
+        print(f"{split}: {len(vids)} {subset} videos -> {os.path.join(args.out, 'features', split)}")
+        result = extract([paths[v] for v in vids], os.path.join(args.out, "features", split), args.rgb_weights,
+                         args.flow_weights, fps=fps, device=args.device, batch_size=args.batch_size,
+                         workers=args.workers, shard=(0, 1), flow=args.flow, flow_quantize=args.flow_quantize,
+                         overwrite=args.overwrite_features, raft_weights=args.raft_weights,
+                         progress=not args.no_progress)
+        failed.update(result["failed"])
+        records = read_json(os.path.join(args.out, "features", split, "extraction.json"))["videos"]
+        for vid in vids:
+            if durations[vid] is None and vid in records:
+                durations[vid] = records[vid]["frames"] / fps
+    if failed:
+        for vid, reason in sorted(failed.items()):
+            print(f"failed {vid}: {reason}", file=sys.stderr)
+        print(f"{len(failed)} video(s) failed: gt.json not written; fix or leave them out and rerun "
+              "(finished videos are skipped)", file=sys.stderr)
+        return 1
+    check_segments(table, durations, args.annotations)
+    save_json({"database": gt_database(table, durations)}, gt_path)
+    for split, subset in zip(("train", "test"), subsets):
+        vids = sorted(table.loc[table.subset == subset, "video"].unique())
+        save_text("".join(f"{v}\n" for v in vids), os.path.join(args.out, f"split_{split}.txt"))
+    save_text("".join(f"{c}\n" for c in classes), os.path.join(args.out, "classes.txt"))
+    command = [f"DATA_PATH={args.out} bash scripts/train.sh"]
+    if fps != FEATURE_FPS:
+        command.append(f"--feature_fps {fps}")
+    if args.test_subset != "test":
+        command.append(f"--test_subset {args.test_subset}")
+    print(f"{len(paths)} videos, {len(table)} instances of {len(classes)} classes written to {args.out}; "
+          f"train with: {' '.join(command)}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(build(parse_args()))
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

