@@ -125,7 +125,8 @@ def parse_args(argv=None):
                    help="with --inference_only: localize actions in the videos of DIR (rgb/VID.npy + flow/VID.npy, "
                         "or VID.npy of width 2048) without ground truth")
     p.add_argument("--predict_videos", nargs="+", default=None, metavar="VID",
-                   help="with --predict_dir: only these videos of DIR (scripts/predict.sh passes the videos it was given)")
+                   help="with --predict_dir: only these videos of DIR (scripts/predict.sh passes the videos it was "
+                        "given) (default: all)")
     p.add_argument("--class_names", default=None,
                    help="text file, one class per line: the classes of a dataset of one's own (default: "
                         "DATA/classes.txt when present, as scripts/build_dataset.py writes), or of a checkpoint "

@@ -148,7 +148,7 @@ def test_driver_scores_a_val_subset_and_says_so(tmp_path, capsys):
     metrics = main.main(["--dataset", "anet12", "--data_path", root, "--inference_only", "--model_file", str(ckpt),
                          "--output_dir", str(tmp_path / "out")])
     assert metrics["subset"] == "val" and "gt.json subset 'val'" in capsys.readouterr().out
-    assert json.load(open(tmp_path / "out" / "aicl" / "predictions.json"))["method"] == "AICL"
+    assert json.load(open(tmp_path / "out" / "aicl" / "eval_model" / "predictions.json"))["method"] == "AICL"
 
 
 # --- feature cache: memory or memory-mapped ----------------------------------------------------------------
