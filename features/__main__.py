@@ -2,11 +2,9 @@
 videos (files and/or folders), written as DIR/rgb/VID.npy, DIR/flow/VID.npy and DIR/extraction.json.
 Exit 0 when every video is done or skipped, 1 when any failed, 2 for bad arguments, inputs or weights."""
 import argparse
-import os
 import sys
 
-from features.extract import extract, resolve_shard
-from features.flow import METHODS
+from features.extract import add_arguments, extract, options, resolve_shard
 
 
 def shard_arg(text):
@@ -26,26 +24,16 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="output folder DIR")
     p.add_argument("--rgb-weights", required=True, help="I3D RGB weights (public: rgb_imagenet.pt)")
     p.add_argument("--flow-weights", required=True, help="I3D flow weights (public: flow_imagenet.pt)")
-    p.add_argument("--fps", type=float, default=25, help="frame rate the videos are resampled to")
     p.add_argument("--device", default="auto", help="auto (CUDA when present; LOCAL_RANK under torchrun), cpu, cuda:N")
-    p.add_argument("--batch-size", type=int, default=8, help="snippets per I3D forward")
-    p.add_argument("--workers", type=int, default=os.cpu_count(), help="optical-flow processes (0: in this one)")
     p.add_argument("--shard", type=shard_arg, default=None, metavar="K/N",
                    help="take videos K, K+N, ... of the sorted list (default: from torchrun or a Slurm array)")
-    p.add_argument("--flow", choices=METHODS, default="tvl1",
-                   help="tvl1 matches the released features; dis and raft are faster but do not")
-    p.add_argument("--raft-weights", default=None, help="torchvision raft_large state_dict (with --flow raft)")
-    p.add_argument("--flow-quantize", action="store_true",
-                   help="round the clipped flow to 8 bits first, as JPEG flow-image pipelines did")
+    add_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="re-extract videos that are already done")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-    fps = int(args.fps) if float(args.fps).is_integer() else args.fps
     try:
-        result = extract(args.inputs, args.out, args.rgb_weights, args.flow_weights, fps=fps, device=args.device,
-                         batch_size=args.batch_size, workers=args.workers, shard=args.shard, flow=args.flow,
-                         flow_quantize=args.flow_quantize, overwrite=args.overwrite, raft_weights=args.raft_weights,
-                         progress=not args.no_progress)
+        result = extract(args.inputs, args.out, args.rgb_weights, args.flow_weights, device=args.device,
+                         shard=args.shard, overwrite=args.overwrite, progress=not args.no_progress, **options(args))
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

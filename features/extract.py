@@ -114,6 +114,26 @@ def check_weights(rgb_weights, flow_weights):
                                 "nothing was written")
 
 
+def add_arguments(parser):
+    """The extraction flags shared by `python -m features`, scripts/predict.sh and scripts/build_dataset.py."""
+    parser.add_argument("--fps", type=float, default=25,
+                        help="frame rate the videos are resampled to (the released sets: 25)")
+    parser.add_argument("--flow", choices=flowlib.METHODS, default="tvl1",
+                        help="tvl1 matches the released features; dis and raft are faster but do not")
+    parser.add_argument("--raft-weights", default=None, help="torchvision raft_large state_dict (with --flow raft)")
+    parser.add_argument("--flow-quantize", action="store_true",
+                        help="round the clipped flow to 8 bits first, as JPEG flow-image pipelines did")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="optical-flow processes (0: in this one)")
+    parser.add_argument("--batch-size", type=int, default=8, help="snippets per I3D forward")
+
+
+def options(args):
+    """extract()'s keywords from the flags of add_arguments (an integral --fps as an int, as recorded)."""
+    fps = int(args.fps) if float(args.fps).is_integer() else args.fps
+    return dict(fps=fps, flow=args.flow, raft_weights=args.raft_weights, flow_quantize=args.flow_quantize,
+                workers=args.workers, batch_size=args.batch_size)
+
+
 # --------------------------------------------------------------------------------------------- settings
 
 def make_settings(fps, flow, flow_quantize, rgb_weights, flow_weights, raft_weights=None):

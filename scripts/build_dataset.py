@@ -27,8 +27,7 @@ import pandas as pd
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dataset import FEATURE_FPS, read_json  # noqa: E402
-from features.extract import check_weights, extract, list_videos  # noqa: E402
-from features.flow import METHODS  # noqa: E402
+from features.extract import add_arguments, check_weights, extract, list_videos, options  # noqa: E402
 from features.video import VideoError, probe  # noqa: E402
 from utils.io import save_json, save_text  # noqa: E402
 
@@ -148,13 +147,7 @@ def parse_args(argv=None):
     p.add_argument("--overwrite", action="store_true", help="replace ROOT's gt.json, split and class files")
     p.add_argument("--rgb-weights", required=True, help="I3D RGB weights (public: rgb_imagenet.pt)")
     p.add_argument("--flow-weights", required=True, help="I3D flow weights (public: flow_imagenet.pt)")
-    p.add_argument("--fps", type=float, default=FEATURE_FPS, help="extraction frame rate (the released sets: 25)")
-    p.add_argument("--flow", choices=METHODS, default="tvl1",
-                   help="tvl1 matches the released features; dis and raft are faster but do not")
-    p.add_argument("--raft-weights", default=None, help="torchvision raft_large state_dict (with --flow raft)")
-    p.add_argument("--flow-quantize", action="store_true", help="8-bit flow, as JPEG flow-image pipelines")
-    p.add_argument("--workers", type=int, default=os.cpu_count(), help="optical-flow processes")
-    p.add_argument("--batch-size", type=int, default=8, help="snippets per I3D forward")
+    add_arguments(p)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda:N")
     p.add_argument("--overwrite-features", action="store_true", help="re-extract videos already extracted")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -183,7 +176,6 @@ def build(args):
             raise ValueError(f"{gt_path} exists and differs from what {args.annotations} gives; "
                              "--overwrite replaces it (the features are kept)")
 
-    fps = int(args.fps) if float(args.fps).is_integer() else args.fps
     failed = {}
     for split, subset in zip(("train", "test"), subsets):
         vids = sorted(table.loc[table.subset == subset, "video"].unique())
@@ -191,10 +183,8 @@ def build(args):
             continue
         print(f"{split}: {len(vids)} {subset} videos -> {os.path.join(args.out, 'features', split)}")
         result = extract([paths[v] for v in vids], os.path.join(args.out, "features", split), args.rgb_weights,
-                         args.flow_weights, fps=fps, device=args.device, batch_size=args.batch_size,
-                         workers=args.workers, shard=(0, 1), flow=args.flow, flow_quantize=args.flow_quantize,
-                         overwrite=args.overwrite_features, raft_weights=args.raft_weights,
-                         progress=not args.no_progress)
+                         args.flow_weights, device=args.device, shard=(0, 1), overwrite=args.overwrite_features,
+                         progress=not args.no_progress, **options(args))
         failed.update(result["failed"])
         records = read_json(os.path.join(args.out, "features", split, "extraction.json"))["videos"]
         for vid in vids:
@@ -213,8 +203,8 @@ def build(args):
         save_text("".join(f"{v}\n" for v in vids), os.path.join(args.out, f"split_{split}.txt"))
     save_text("".join(f"{c}\n" for c in classes), os.path.join(args.out, "classes.txt"))
     command = [f"DATA_PATH={args.out} bash scripts/train.sh"]
-    if fps != FEATURE_FPS:
-        command.append(f"--feature_fps {fps}")
+    if args.fps != FEATURE_FPS:
+        command.append(f"--feature_fps {options(args)['fps']}")
     if args.test_subset != "test":
         command.append(f"--test_subset {args.test_subset}")
     print(f"{len(paths)} videos, {len(table)} instances of {len(classes)} classes written to {args.out}; "

@@ -18,8 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import main  # noqa: E402
-from features.extract import check_weights, extract, list_videos  # noqa: E402
-from features.flow import METHODS  # noqa: E402
+from features.extract import add_arguments, check_weights, extract, list_videos, options  # noqa: E402
 from features.video import VIDEO_EXTENSIONS  # noqa: E402
 
 USAGE = ("bash scripts/predict.sh INPUT... [CHECKPOINT] [extraction flags] [main.py flags]\n"
@@ -55,13 +54,7 @@ def parse(argv):
     p.add_argument("--flow-weights", default=os.environ.get("FLOW_WEIGHTS"),
                    help="I3D flow weights, flow_imagenet.pt (default: $FLOW_WEIGHTS)")
     p.add_argument("--features", default=None, help="features folder (default: OUTPUT_DIR/EXP_NAME/features)")
-    p.add_argument("--fps", type=float, default=25, help="extraction frame rate (the released sets: 25)")
-    p.add_argument("--flow", choices=METHODS, default="tvl1",
-                   help="tvl1 matches the released features; dis and raft are faster but do not")
-    p.add_argument("--raft-weights", default=None, help="torchvision raft_large state_dict (with --flow raft)")
-    p.add_argument("--flow-quantize", action="store_true", help="8-bit flow, as JPEG flow-image pipelines")
-    p.add_argument("--workers", type=int, default=os.cpu_count(), help="optical-flow processes")
-    p.add_argument("--batch-size", type=int, default=8, help="snippets per I3D forward")
+    add_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="re-extract videos already in the features folder")
     p.add_argument("--device", default="auto", help="for the extraction and the model (also passed to main.py)")
     p.add_argument("--output_dir", default="ckpt", help="(main.py) results go to OUTPUT_DIR/EXP_NAME/")
@@ -96,10 +89,8 @@ def run(argv):
     check_weights(opts.rgb_weights, opts.flow_weights)
     videos = [vid for vid, _ in list_videos(inputs)]
     folder = opts.features or os.path.join(opts.output_dir, opts.exp_name, "features")
-    fps = int(opts.fps) if float(opts.fps).is_integer() else opts.fps
-    result = extract(inputs, folder, opts.rgb_weights, opts.flow_weights, fps=fps, device=opts.device,
-                     batch_size=opts.batch_size, workers=opts.workers, shard=(0, 1), flow=opts.flow,
-                     flow_quantize=opts.flow_quantize, overwrite=opts.overwrite, raft_weights=opts.raft_weights)
+    result = extract(inputs, folder, opts.rgb_weights, opts.flow_weights, device=opts.device, shard=(0, 1),
+                     overwrite=opts.overwrite, **options(opts))
     print(f"features in {folder}: {len(result['done'])} extracted, {len(result['skipped'])} reused, "
           f"{len(result['failed'])} failed")
     for vid, reason in sorted(result["failed"].items()):
