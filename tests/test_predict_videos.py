@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import main
-from i3d_weights import write_rule_weights
 from scripts import predict_videos
 from videos import moving_frames, write_video
 
@@ -20,13 +19,11 @@ FLAGS = ["--num_segments", "8", "--class_th", "0", "--soft_nms"]
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, rule_weights):
     """Rule-filled I3D weights, a folder with one 30 fps video (50 frames: 33 at 20 fps, 2 snippets) and an
     untrained checkpoint of ours with three classes."""
     root = tmp_path_factory.mktemp("predict_videos")
-    rgb, flow = root / "rgb_rule.pt", root / "flow_rule.pt"
-    write_rule_weights(rgb, "rgb")
-    write_rule_weights(flow, "flow")
+    rgb, flow = rule_weights
     videos = root / "videos"
     videos.mkdir()
     write_video(videos / "clip.mp4", moving_frames(50, dx=2), fps=30)
