@@ -189,7 +189,7 @@ def build(args):
         records = read_json(os.path.join(args.out, "features", split, "extraction.json"))["videos"]
         for vid in vids:
             if durations[vid] is None and vid in records:
-                durations[vid] = records[vid]["frames"] / fps
+                durations[vid] = records[vid]["frames"] / options(args)["fps"]
     if failed:
         for vid, reason in sorted(failed.items()):
             print(f"failed {vid}: {reason}", file=sys.stderr)
