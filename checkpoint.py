@@ -104,13 +104,13 @@ def format_value(v):
 
 
 def read_class_names(path):
-    """One class name per line."""
+    """One class name per line, each once."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: class-name file not found")
     with open(path) as f:
         names = [line.strip() for line in f if line.strip()]
-    if not names:
-        raise ValueError(f"{path}: no class names in it")
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"{path}: expected distinct class names, one per line")
     return names
 
 

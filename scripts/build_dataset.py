@@ -26,6 +26,7 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from checkpoint import read_class_names  # noqa: E402
 from dataset import FEATURE_FPS, read_json  # noqa: E402
 from features.extract import add_arguments, check_weights, extract, list_videos, options  # noqa: E402
 from features.video import VideoError, probe  # noqa: E402
@@ -86,12 +87,7 @@ def class_list(table, classes_file, csv_path):
     """--classes FILE's names (one per line) or the sorted labels; ValueError for a label outside the list."""
     if classes_file is None:
         return sorted(table["label"].unique())
-    if not os.path.isfile(classes_file):
-        raise FileNotFoundError(f"{classes_file}: class list not found")
-    with open(classes_file) as f:
-        names = [line.strip() for line in f if line.strip()]
-    if not names or len(set(names)) != len(names):
-        raise ValueError(f"{classes_file}: expected distinct class names, one per line")
+    names = read_class_names(classes_file)
     unknown = table[~table["label"].isin(names)]
     if len(unknown):
         row = unknown.iloc[0]

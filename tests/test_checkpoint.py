@@ -221,3 +221,12 @@ def test_inference_does_not_replace_another_run_s_results(data, run, tmp_path):
     main.main(into_run)                                     # the run's own best.pt: into eval_best/
     assert os.path.isfile(folder / "eval_best" / "predictions.json")
     assert {f: (folder / f).read_bytes() for f in before} == before
+
+
+def test_class_name_file_names_each_class_once(tmp_path):
+    names = tmp_path / "classes.txt"
+    names.write_text("Jump\n\nRun\n")
+    assert checkpoint.read_class_names(str(names)) == ["Jump", "Run"]
+    names.write_text("Jump\nRun\nJump\n")
+    with pytest.raises(ValueError, match=r"classes\.txt: expected distinct class names"):
+        checkpoint.read_class_names(str(names))
