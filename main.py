@@ -536,8 +536,9 @@ def train(args, device, resumed=None):
         select_set = feature_dataset(args, "train", class_names, sampling="uniform", only=held_out)
         select_name = "val"
     check_plot_videos(args.plot_video, test_set.vids, f"the test split of {args.data_path}")
-    model = build_model(args, len(class_names)).to(device)
-    if resumed is not None:
+    if resumed is None:
+        model = build_model(args, len(class_names)).to(device)
+    else:                                             # the RNG state comes back with the checkpoint below
         model = checkpoint.load_model(resumed, args, len(class_names), device, args.resume)
     optimizer = build_optimizer(args, model)
     steps_per_epoch = math.ceil(len(train_set) / args.batch_size)
