@@ -3,6 +3,8 @@
 DATA/gt.json, DATA/split_{train,test}.txt, DATA/features/{train,test}/{rgb,flow}/VID.npy ([T_v, 1024] each).
 Features are read once and kept in memory, or memory-mapped and read snippet by snippet when they would not
 fit (FeatureDataset's ``cache``); an item is (features [T, 2048] or [T_v, 2048], label [C], vid, T_v).
+Items and the batches of ``collate`` hold their features channel-major (a [T, 2048] view of [2048, T]
+memory), the layout of the model's convolutions, so that a training step copies none of its input.
 """
 import json
 import os
@@ -140,6 +142,19 @@ def read_feature_file(path, width, what="", mmap=False):
     return check_features(arr, width, path, values=not mmap)
 
 
+def channel_major(feats):
+    """[T, 2048] features as a [T, 2048] view of channel-major ([2048, T]) memory."""
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(feats).T)).t()
+
+
+def collate(batch):
+    """DataLoader batches of FeatureDataset items: (features [B, T, 2048] as a view of [B, 2048, T] memory,
+    labels [B, C], vids, T_v [B]); stacking the items' channel-major memory keeps the layout."""
+    batch = [(feats.t(), *rest) for feats, *rest in batch]                  # [2048, T] each
+    feats, *rest = torch.utils.data.default_collate(batch)                   # [B, 2048, T]
+    return (feats.transpose(1, 2), *rest)
+
+
 def load_joint_features(path):
     """One file holding rgb and flow side by side: [T_v, 2048] float32 (rgb in channels 0..1023)."""
     return read_feature_file(path, 2 * STREAM_DIM, " (rgb then flow, width 2048)")
@@ -215,8 +230,8 @@ class FeatureDataset(torch.utils.data.Dataset):
             self.cache_reason = ("auto: available memory unknown" if free is None else
                                  f"auto: {free / 2 ** 30:.1f} GiB available")
         self.features = None                                   # mmap: read in _snippets
-        if self.cache == "memory":
-            self.features = {v: load_features(self.feature_root, v) for v in vids}   # [T_v, 2048] each
+        if self.cache == "memory":                             # [T_v, 2048] views of [2048, T_v] memory
+            self.features = {v: channel_major(load_features(self.feature_root, v)) for v in vids}
 
     def _parse_annotations(self, gt_path, vid, entry):
         """[(class index, t0, t1)] of one video. A label outside the class list is an error, except
@@ -261,15 +276,18 @@ class FeatureDataset(torch.utils.data.Dataset):
             idx = uniform_indices(T_v, self.num_segments, self.keep_short)
         else:
             idx = random_indices(T_v, self.num_segments, np.random.default_rng([self.seed, self.epoch, i]))
-        return torch.from_numpy(self._snippets(vid, idx)), torch.from_numpy(self.labels[vid]), vid, T_v
+        return self._snippets(vid, idx), torch.from_numpy(self.labels[vid]), vid, T_v
 
     def _snippets(self, vid, idx):
-        """Features of the snippets ``idx`` of one video: [len(idx), 2048] float32."""
+        """Features of the snippets ``idx`` of one video: [len(idx), 2048] float32, channel-major."""
         if self.features is not None:
-            return self.features[vid][idx]
-        paths = [os.path.join(self.feature_root, stream, f"{vid}.npy") for stream in ("rgb", "flow")]
-        return np.concatenate([check_features(np.load(path, mmap_mode="r")[idx], STREAM_DIM, path)
-                               for path in paths], axis=1)
+            return self.features[vid].t().index_select(1, torch.from_numpy(idx)).t()
+        out = np.empty((2 * STREAM_DIM, len(idx)), dtype=np.float32)                  # [2048, len(idx)]
+        for s, stream in enumerate(("rgb", "flow")):
+            path = os.path.join(self.feature_root, stream, f"{vid}.npy")
+            out[s * STREAM_DIM:(s + 1) * STREAM_DIM] = check_features(np.load(path, mmap_mode="r")[idx],
+                                                                      STREAM_DIM, path).T
+        return torch.from_numpy(out).t()
 
     def frame_labels(self, vid):
         """Snippet-level ground truth [T_v, C]: snippet i is labelled c when its centre,

@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 import checkpoint
 from checkpoint import build_model
-from dataset import (CLASS_COUNTS, FEATURE_FPS, SNIPPET_FRAMES, FeatureDataset, load_class_names, load_features,
-                     load_joint_features, read_json, read_split, uniform_indices)
+from dataset import (CLASS_COUNTS, FEATURE_FPS, SNIPPET_FRAMES, FeatureDataset, collate, load_class_names,
+                     load_features, load_joint_features, read_json, read_split, uniform_indices)
 from eval import THUMOS_TIOU, evaluate_detection, load_ground_truth, scored_subset
 from losses import RELEASE_WEIGHTS, total_loss
 from utils.io import save_json, save_text
@@ -264,7 +264,8 @@ def predict(model, dataset, args, device):
     the sampled snippets). Videos named in --plot_video get a figure."""
     model.eval()
     results, correct, hits, snippets = {}, 0, np.zeros(2), 0
-    for feats, label, vid, T_v in DataLoader(dataset, batch_size=1, num_workers=args.num_workers):
+    loader = DataLoader(dataset, batch_size=1, num_workers=args.num_workers, collate_fn=collate)
+    for feats, label, vid, T_v in loader:
         vid, T_v = vid[0], int(T_v[0])
         with autocast(args, device):
             out = model(feats.to(device))
@@ -580,7 +581,8 @@ def train(args, device, resumed=None):
             epoch = step // steps_per_epoch
             train_set.set_epoch(epoch)
             batches = epoch_batches(len(train_set), args.batch_size, args.seed, epoch)[step % steps_per_epoch:]
-            for feats, labels, _, _ in DataLoader(train_set, batch_sampler=batches, num_workers=args.num_workers):
+            for feats, labels, _, _ in DataLoader(train_set, batch_sampler=batches, num_workers=args.num_workers,
+                                                   collate_fn=collate):
                 terms, n_consistent = train_step(model, optimizer, feats.to(device), labels.to(device), args)
                 step += 1
                 window.append(terms)

@@ -19,6 +19,15 @@ def _embedding(in_channels, embed_dim):
     return nn.Sequential(nn.Conv1d(in_channels, embed_dim, 3, padding=1), nn.ReLU(inplace=True))
 
 
+def _early_embedding(embedding, rgb, flow):
+    """The embedding of rgb ++ flow ([B, 2048, T] -> [B, D, T]) as the sum of the convolution's rgb half
+    on rgb and its flow half on flow: the same FLOPs, without a channels-first copy of the concatenation
+    (the sum reorders the float32 reduction over input channels)."""
+    conv, relu = embedding
+    w_rgb, w_flow = conv.weight.split(FEATURE_DIM, dim=1)              # [D, 1024, 3] each
+    return relu(F.conv1d(rgb, w_rgb, conv.bias, padding=1) + F.conv1d(flow, w_flow, padding=1))
+
+
 class _Branches(nn.Module):
     """The convolutional layers. With the paper's fusion (class-aware early, class-agnostic late) the
     parameter names are the release's (``actionness_module.*``); the other fusions of Table 6 add theirs.
@@ -52,22 +61,22 @@ class _Branches(nn.Module):
             self.action_module = _embedding(2 * FEATURE_DIM, embed_dim)
             self.cls_action = nn.Conv1d(embed_dim, 1, 1)
 
-    def class_aware(self, x, rgb, flow):
+    def class_aware(self, rgb, flow):
         """-> E [B, D or 2D, T], CAS [B, C, T]."""
         if self.aware_fusion == "early":
-            E = self.base_module(x)
+            E = _early_embedding(self.base_module, rgb, flow)
             return E, self.cls(E)
         E_rgb, E_flow = self.base_module_rgb(rgb), self.base_module_flow(flow)
         return torch.cat([E_rgb, E_flow], dim=1), (self.cls_aware_rgb(E_rgb) + self.cls_aware_flow(E_flow)) / 2
 
-    def class_agnostic(self, x, rgb, flow):
+    def class_agnostic(self, rgb, flow):
         """-> E_R, E_F [B, D, T], A_R, A_F [B, T]."""
         if self.agnostic_fusion == "late":
             E_R, E_F = self.action_module_rgb(rgb), self.action_module_flow(flow)
             # the logits go to float32 before the sigmoid (a bf16 sigmoid saturates to 1 from 0.996 on)
             A_R, A_F = torch.sigmoid(self.cls_rgb(E_R).float()), torch.sigmoid(self.cls_flow(E_F).float())
             return E_R, E_F, A_R.squeeze(1), A_F.squeeze(1)
-        E_ca = self.action_module(x)
+        E_ca = _early_embedding(self.action_module, rgb, flow)
         A = torch.sigmoid(self.cls_action(E_ca).float()).squeeze(1)
         return E_ca, E_ca, A, A
 
@@ -93,14 +102,14 @@ class AICL(nn.Module):
     def forward(self, x):
         """x [B, T, 2048] -> dict of every quantity the losses and the post-processing use."""
         m = self.actionness_module
-        # channels-first copies made once here (a strided view would be copied again for the backward
-        # pass): one transposing copy, then plain copies of its two halves
-        x = x.transpose(1, 2).contiguous()                         # [B, 2048, T]
-        rgb = x[:, :FEATURE_DIM].contiguous()                      # [B, 1024, T]
-        flow = x[:, FEATURE_DIM:].contiguous()                     # [B, 1024, T]
-        E, cas = m.class_aware(x, rgb, flow)                       # [B, D, T], [B, C, T]
-        E_R, E_F, A_R, A_F = m.class_agnostic(x, rgb, flow)        # [B, D, T] x2, [B, T] x2
-        T = x.shape[2]
+        # the streams channels-first: views of a channel-major x (dataset.collate's batches), else one
+        # copy per stream made here (a strided view would be copied again for the backward pass); the
+        # early-fusion embeddings take them in halves
+        rgb = x[..., :FEATURE_DIM].transpose(1, 2).contiguous()    # [B, 1024, T]
+        flow = x[..., FEATURE_DIM:].transpose(1, 2).contiguous()   # [B, 1024, T]
+        E, cas = m.class_aware(rgb, flow)                          # [B, D, T], [B, C, T]
+        E_R, E_F, A_R, A_F = m.class_agnostic(rgb, flow)           # [B, D, T] x2, [B, T] x2
+        T = x.shape[1]
         # Under bf16 autocast only the convolutions above run in bf16; from the heads on (actionness,
         # top-k, mining, and the losses computed from these outputs) everything is float32.
         with torch.autocast(x.device.type, enabled=False):
