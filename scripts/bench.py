@@ -44,7 +44,8 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import main  # noqa: E402
-from dataset import STREAM_DIM, THUMOS14_CLASSES, FeatureDataset, make_synthetic_dataset  # noqa: E402
+from dataset import (STREAM_DIM, THUMOS14_CLASSES, FeatureDataset, collate, make_synthetic_dataset,  # noqa: E402
+                     read_split)
 from eval import THUMOS_TIOU, evaluate_detection  # noqa: E402
 from features import flow as flowlib  # noqa: E402
 from features.i3d import FLOPS_PER_SNIPPET, FLOPS_PER_SNIPPET_FLOW, InceptionI3d  # noqa: E402
@@ -52,6 +53,7 @@ from features.video import Video, centre_crop  # noqa: E402
 from model import FEATURE_DIM  # noqa: E402
 
 THUMOS_TEST_VIDEOS = 213    # THUMOS14's test set (the W-TALC conversion holds 212 of them)
+THUMOS_TRAIN_VIDEOS = 200   # THUMOS14's validation set, which WTAL trains on
 
 
 def sync(device):
@@ -97,10 +99,16 @@ def conv_floor(args, device):
 
 
 def ensure_data(root):
+    """THUMOS14-sized synthetic data in root: generated when root holds no gt.json; a set of other sizes
+    there (an older bench's, or a dataset) is refused, not overwritten."""
     if not os.path.isfile(os.path.join(root, "gt.json")):
         print(f"generating THUMOS14-sized synthetic features in {root} (once)", file=sys.stderr)
-        make_synthetic_dataset(root, num_train=48, num_test=THUMOS_TEST_VIDEOS, num_classes=20,
+        make_synthetic_dataset(root, num_train=THUMOS_TRAIN_VIDEOS, num_test=THUMOS_TEST_VIDEOS, num_classes=20,
                                length=(100, 700), seed=0)
+    sizes = [len(read_split(os.path.join(root, f"split_{s}.txt"))) for s in ("train", "test")]
+    if sizes != [THUMOS_TRAIN_VIDEOS, THUMOS_TEST_VIDEOS]:
+        sys.exit(f"{root}: holds {sizes[0]} training and {sizes[1]} test videos, not the bench's "
+                 f"{THUMOS_TRAIN_VIDEOS} and {THUMOS_TEST_VIDEOS}; remove it (an older bench's data) or give --data")
     return root
 
 
@@ -116,7 +124,8 @@ def bench_train(args, device, train_set, steps, precisions=("fp32", "bf16")):
         optimizers[p] = main.build_optimizer(a, models[p])
         floors[p] = conv_floor(a, device)
     batches = main.epoch_batches(len(train_set), args.batch_size, args.seed, 0)
-    loader = iter(DataLoader(train_set, batch_sampler=batches * (steps + 2), num_workers=args.num_workers))
+    loader = iter(DataLoader(train_set, batch_sampler=batches * (steps + 2), num_workers=args.num_workers,
+                             collate_fn=collate))
     step_times, floor_times, fetch_times = ({p: [] for p in precisions} for _ in range(3))
     for i in range(steps + 2):                       # two warm-up steps
         start = time.perf_counter()
@@ -142,7 +151,7 @@ def bench_test_pass(args, device, model, test_set):
 
     def forward_only():
         with torch.no_grad():
-            for feats, _, _, _ in DataLoader(test_set, batch_size=1, num_workers=args.num_workers):
+            for feats, _, _, _ in DataLoader(test_set, batch_size=1, num_workers=args.num_workers, collate_fn=collate):
                 with main.autocast(args, device):
                     model(feats.to(device))
 
@@ -258,7 +267,7 @@ def anet_cache_run(root, cache, workers, steps, cold):
     batches = [b for epoch in range(steps + 2) for b in main.epoch_batches(len(train_set), args.batch_size,
                                                                            args.seed, epoch)
                if len(b) == args.batch_size][:steps + 2]                 # full batches only, as SAL (drop_last)
-    loader = iter(DataLoader(train_set, batch_sampler=batches, num_workers=workers))
+    loader = iter(DataLoader(train_set, batch_sampler=batches, num_workers=workers, collate_fn=collate))
     iteration, fetch = [], []
     for i in range(steps + 2):
         start = time.perf_counter()
