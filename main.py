@@ -743,13 +743,23 @@ def main(argv=None):
     return train(args, device, resumed)
 
 
+def error_line(err):
+    """The message of ``err`` on one line. An error raised in a DataLoader worker (a feature file read
+    with --feature_cache mmap) arrives with the worker's traceback in its message; its last line is the
+    original error."""
+    message = str(err).strip()
+    if "Original Traceback" in message:
+        message = message.splitlines()[-1].split(": ", 1)[-1]
+    return message
+
+
 def cli(argv=None):
     """main() for the command line: a user's mistake or Ctrl-C before training started is one line on
     stderr and a non-zero exit, not a traceback."""
     try:
         return main(argv)
     except (FileNotFoundError, ValueError) as err:     # bad input: the message names the file and the problem
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {error_line(err)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:                          # once training runs, StopRequest saves last.pt instead
         print("error: interrupted (Ctrl-C) before the first training step; nothing to resume", file=sys.stderr)

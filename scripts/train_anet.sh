@@ -15,9 +15,8 @@ esac
 shift
 DATA_PATH="${DATA_PATH:-$DEFAULT_PATH}"
 if [ ! -f "$DATA_PATH/gt.json" ]; then
-  echo "No dataset found at $DATA_PATH (no gt.json there). ActivityNet features must be prepared in the" >&2
-  echo "layout of README 'Data'; for a demo without data run: bash scripts/train.sh" >&2
-  exit 1
+  echo "error: no dataset found at DATA_PATH=$DATA_PATH (no gt.json there; see README 'Data'; the demo is bash scripts/train.sh)" >&2
+  exit 2
 fi
 RECIPE=(--soft_nms)       # SAL's other values (batch 32, 50k steps, evaluation every 200) are main.py's anet defaults
 for arg in "$@"; do

@@ -247,7 +247,7 @@ def test_activitynet_scripts(tmp_path):
     assert usage.returncode == 2 and "anet12|anet13" in usage.stderr
     missing = subprocess.run(["bash", "scripts/train_anet.sh", "anet13"], cwd=REPO, capture_output=True, text=True,
                              env=dict(os.environ, DATA_PATH=str(tmp_path / "none")))
-    assert missing.returncode == 1 and "No dataset found" in missing.stderr
+    assert missing.returncode == 2 and "no dataset found" in missing.stderr and len(missing.stderr.splitlines()) == 1
 
 
 def test_gt_json_without_a_database_object_is_a_clean_error(tmp_path):

@@ -31,6 +31,22 @@ def weights(path):
     return torch.load(path, weights_only=True)["model"]
 
 
+def test_bad_values_found_by_a_loader_worker_are_one_line(tmp_path, capsys):
+    # memory-mapped features are checked where a DataLoader worker reads them; its traceback is not shown
+    root = make_synthetic_dataset(str(tmp_path / "data"), num_train=4, num_test=2, num_classes=3, length=(30, 40))
+    vid = open(os.path.join(root, "split_train.txt")).read().split()[0]
+    path = os.path.join(root, "features", "train", "flow", f"{vid}.npy")
+    bad = np.load(path)
+    bad[3, 7] = np.nan
+    np.save(path, bad)
+    with pytest.raises(SystemExit) as stop:
+        main.cli(["--data_path", root, "--output_dir", str(tmp_path / "ckpt"), "--feature_cache", "mmap",
+                  "--num_workers", "1", "--max_steps", "2", "--embed_dim", "16"] + TINY)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1
+    assert err == f"error: {path}: contains NaN or Inf\n"
+
+
 @pytest.mark.slow
 def test_sigint_saves_a_checkpoint_that_resumes_to_identical_weights(data, tmp_path):
     n = 300
