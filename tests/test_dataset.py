@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dataset import FeatureDataset, random_indices, uniform_indices
+import torch
+
+from dataset import FeatureDataset, collate, random_indices, uniform_indices
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "release_golden.json").read_text())["uniform_sampling"]
 
@@ -120,6 +122,22 @@ def test_test_items_use_uniform_sampling(data):
     assert label.nonzero().flatten().tolist() == [2, 19]
     feats, label, vid, T_v = ds[1]                                       # a test video without ground truth is valid
     assert vid == "t_empty" and T_v == 4 and label.sum() == 0 and feats[:, 0].tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("cache", ["memory", "mmap"])
+def test_items_and_batches_are_channel_major(data, cache):
+    # the layout of the model's convolutions: [T, 2048] views of [2048, T] memory, kept by collate
+    ds = FeatureDataset(data, "test", 4, "uniform", cache=cache)
+    items = [ds[0], ds[1]]
+    for feats, *_ in items:
+        assert feats.shape == (4, 2048) and feats.t().is_contiguous()
+    feats, labels, vids, T_v = collate(items)
+    assert feats.shape == (2, 4, 2048) and feats.transpose(1, 2).is_contiguous()
+    assert torch.equal(feats, torch.stack([f for f, *_ in items]))
+    assert torch.equal(labels, torch.stack([y for _, y, _, _ in items]))
+    assert list(vids) == ["t_billiards", "t_empty"] and T_v.tolist() == [7, 4]
+    loaded = next(iter(torch.utils.data.DataLoader(ds, batch_size=2, collate_fn=collate)))
+    assert torch.equal(loaded[0], feats) and loaded[0].transpose(1, 2).is_contiguous()
 
 
 def test_set_epoch_controls_the_random_draws(data):

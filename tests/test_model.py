@@ -179,6 +179,18 @@ def test_forward_shapes_and_definitions(embed_dim):
     torch.testing.assert_close(out["A_ca"], (out["A_R"] + out["A_F"]) / 2)
 
 
+def test_channel_major_input_gives_the_same_outputs():
+    # dataset.collate's batches ([B, T, 2048] views of [B, 2048, T] memory) and plain [B, T, 2048] tensors
+    torch.manual_seed(0)
+    net = AICL(20, embed_dim=16)
+    x = torch.randn(2, 40, 2048)
+    x_cm = x.transpose(1, 2).contiguous().transpose(1, 2)
+    with torch.no_grad():
+        out, out_cm = net(x), net(x_cm)
+    for k in ("cas", "A_R", "A_F", "E", "E_R", "E_F", "p", "CA", "CB", "IA", "IB"):
+        assert torch.equal(out[k], out_cm[k]), k
+
+
 def test_streams_feed_their_own_branch():
     # channels 0..1023 are rgb (A_R), 1024..2047 flow (A_F)
     torch.manual_seed(0)
