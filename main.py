@@ -6,6 +6,7 @@
 Every number of the recipe is an argparse default below; flag names follow the release.
 """
 import argparse
+import contextlib
 import csv
 import io
 import math
@@ -13,6 +14,11 @@ import os
 import shutil
 import signal
 import sys
+
+try:
+    import fcntl                                      # the run lock (POSIX); without it runs are not locked
+except ImportError:
+    fcntl = None
 
 import numpy as np
 import pandas as pd
@@ -670,6 +676,29 @@ RUN_OUTPUTS = ("best.pt", "last.pt", "metrics.json", "last_metrics.json", "predi
                "consistent_segments.png", "logs", "plots")
 
 
+@contextlib.contextmanager
+def output_dir_lock(out_dir):
+    """Hold an exclusive lock on the run's folder while training in it, so that a second run started into
+    it stops at once, before it removes or writes anything, even while the first has written nothing yet
+    (its step-0 evaluation). The lock goes with the process; a folder created here and left empty is
+    removed again."""
+    created = not os.path.isdir(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    fd = os.open(out_dir, os.O_RDONLY)
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ValueError(f"{out_dir}: another run is training in this folder; wait for it to end, or "
+                                 f"choose another --exp_name / --output_dir") from None
+        yield
+    finally:
+        os.close(fd)
+        if created and not os.listdir(out_dir):
+            os.rmdir(out_dir)
+
+
 def claim_output_dir(out_dir, overwrite):
     """A new run needs a folder without another run's outputs; --overwrite removes them first (so that
     the tensorboard curves of two runs never interleave)."""
@@ -740,7 +769,8 @@ def main(argv=None):
     device = resolve_device(args.device)
     if args.inference_only:
         return run_inference(args, device)
-    return train(args, device, resumed)
+    with output_dir_lock(os.path.join(args.output_dir, args.exp_name)):
+        return train(args, device, resumed)
 
 
 def error_line(err):

@@ -31,6 +31,28 @@ def weights(path):
     return torch.load(path, weights_only=True)["model"]
 
 
+def test_a_second_run_into_a_folder_in_use_stops_before_touching_it(data, tmp_path, capsys):
+    out_dir = tmp_path / "ckpt" / "busy"
+    out_dir.mkdir(parents=True)
+    (out_dir / "metrics.json").write_text("the first run's")
+    run = ["--data_path", data, "--output_dir", str(tmp_path / "ckpt"), "--exp_name", "busy", "--overwrite",
+           "--max_steps", "1", "--embed_dim", "16"] + TINY
+    with main.output_dir_lock(str(out_dir)):              # the first run, still in its step-0 evaluation
+        with pytest.raises(SystemExit) as stop:
+            main.cli(run)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "another run is training in this folder" in err
+    assert os.listdir(out_dir) == ["metrics.json"] and (out_dir / "metrics.json").read_text() == "the first run's"
+    main.cli(run)                                          # once the first has ended, the folder is free
+    assert (out_dir / "best.pt").is_file()
+
+
+def test_a_run_that_stops_on_bad_input_leaves_no_folder(tmp_path):
+    with pytest.raises(SystemExit):
+        main.cli(["--data_path", str(tmp_path / "nowhere"), "--output_dir", str(tmp_path / "ckpt")])
+    assert not (tmp_path / "ckpt" / "aicl").exists()
+
+
 def test_bad_values_found_by_a_loader_worker_are_one_line(tmp_path, capsys):
     # memory-mapped features are checked where a DataLoader worker reads them; its traceback is not shown
     root = make_synthetic_dataset(str(tmp_path / "data"), num_train=4, num_test=2, num_classes=3, length=(30, 40))
