@@ -5,12 +5,14 @@
 1. Training step (batch 16, T = 750, all five losses, backward, Adam) in fp32 and in bf16 (--precision),
    each against its floor: the measured time of exactly the three embedding convolutions (2048->D and
    twice 1024->D, k = 3; forward plus weight and bias gradients, no input gradient) in the same
-   precision, timed interleaved with the steps (the minimum over the repeats of each).
+   precision, timed interleaved with the steps (the minimum over the repeats of each); and, as
+   information, those convolutions as the model runs them (the class-aware one as two of 1024 channels).
 2. Full test pass (213 THUMOS14-sized videos, T = 750, batch 1) in both precisions: forward passes +
    proposals + NMS + mAP, against the forward passes alone.
 3. Evaluator: 100,000 predictions against 3,000 ground-truth instances, 20 classes, 7 tIoUs; and at
    ActivityNet v1.3 validation scale (4,926 videos, 200 classes, 10 tIoUs, 500,000 predictions).
-The data for 1 and 2 is generated once into --data (synthetic features in the real layout).
+The data for 1 and 2 is generated once into --data (synthetic features in the real layout, THUMOS14's
+200 training and 213 test videos).
 
     python3 scripts/bench.py --anet [--anet_sizes 2000 8000]
 
@@ -39,6 +41,7 @@ import av
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -82,10 +85,12 @@ def conv_flops(batch, T, embed_dim):
     return 2 * 2 * macs
 
 
-def conv_floor(args, device):
+def conv_floor(args, device, as_run=False):
     """A callable that runs exactly the three embedding convolutions of a training step (class-aware
     Conv1d 2048->D, class-agnostic Conv1d 1024->D twice, k = 3, [B, C_in, T] inputs): forward, then
-    the weight and bias gradients (inputs need none), under the precision of ``args``."""
+    the weight and bias gradients (inputs need none), under the precision of ``args``. ``as_run``: the
+    class-aware one as the model runs it, the sum of its rgb half on rgb and its flow half on flow (four
+    convolutions of 1024 input channels, the same FLOPs)."""
     B, T, D = args.batch_size, args.num_segments, args.embed_dim
     convs = [torch.nn.Conv1d(c, D, 3, padding=1).to(device) for c in (2 * FEATURE_DIM, FEATURE_DIM, FEATURE_DIM)]
     inputs = [torch.randn(B, conv.in_channels, T, device=device) for conv in convs]
@@ -93,7 +98,12 @@ def conv_floor(args, device):
 
     def run():
         with main.autocast(args, device):
-            outs = [conv(x) for conv, x in zip(convs, inputs)]          # [B, D, T] each
+            if as_run:
+                w_rgb, w_flow = convs[0].weight.split(FEATURE_DIM, dim=1)
+                outs = [F.conv1d(inputs[1], w_rgb, convs[0].bias, padding=1) + F.conv1d(inputs[2], w_flow, padding=1)]
+            else:
+                outs = [convs[0](inputs[0])]
+            outs += [conv(x) for conv, x in zip(convs[1:], inputs[1:])]   # [B, D, T] each
         torch.autograd.grad(outs, params, [torch.ones_like(o) for o in outs])
     return run
 
@@ -113,35 +123,37 @@ def ensure_data(root):
 
 
 def bench_train(args, device, train_set, steps, precisions=("fp32", "bf16")):
-    """Per precision: the minimum seconds of one training step on real batches and of its convolution
-    floor, timed interleaved (floor, step, floor, step, ... over the precisions) so that both see the
-    same load; also the median seconds spent fetching a batch and the trained models."""
+    """Per precision: the minimum seconds of one training step on real batches, of its convolution floor
+    and of the convolutions as the model runs them, timed interleaved (floor, as run, step, ... over the
+    precisions) so that all see the same load; also the median seconds spent fetching a batch and the
+    trained models."""
     settings = {p: argparse.Namespace(**dict(vars(args), precision=p)) for p in precisions}
-    models, optimizers, floors = {}, {}, {}
+    models, optimizers, floors, as_run = {}, {}, {}, {}
     for p, a in settings.items():
         torch.manual_seed(a.seed)
         models[p] = main.build_model(a, len(THUMOS14_CLASSES)).to(device)
         optimizers[p] = main.build_optimizer(a, models[p])
-        floors[p] = conv_floor(a, device)
+        floors[p], as_run[p] = conv_floor(a, device), conv_floor(a, device, as_run=True)
     batches = main.epoch_batches(len(train_set), args.batch_size, args.seed, 0)
     loader = iter(DataLoader(train_set, batch_sampler=batches * (steps + 2), num_workers=args.num_workers,
                              collate_fn=collate))
-    step_times, floor_times, fetch_times = ({p: [] for p in precisions} for _ in range(3))
+    step_times, floor_times, as_run_times, fetch_times = ({p: [] for p in precisions} for _ in range(4))
     for i in range(steps + 2):                       # two warm-up steps
         start = time.perf_counter()
         feats, labels, _, _ = next(loader)
         fetch_s = time.perf_counter() - start
         feats, labels = feats.to(device), labels.to(device)
         for p, a in settings.items():
-            floor_s = seconds(floors[p], device)
+            floor_s, as_run_s = seconds(floors[p], device), seconds(as_run[p], device)
             step_s = seconds(lambda: main.train_step(models[p], optimizers[p], feats, labels, a), device)
             if i >= 2:
                 step_times[p].append(step_s)
                 floor_times[p].append(floor_s)
+                as_run_times[p].append(as_run_s)
         if i >= 2:
             fetch_times[precisions[0]].append(fetch_s)
-    return (models, {p: min(t) for p, t in step_times.items()}, {p: min(t) for p, t in floor_times.items()},
-            statistics.median(fetch_times[precisions[0]]))
+    minima = [{p: min(t) for p, t in times.items()} for times in (step_times, floor_times, as_run_times)]
+    return (models, *minima, statistics.median(fetch_times[precisions[0]]))
 
 
 def bench_test_pass(args, device, model, test_set):
@@ -429,7 +441,7 @@ def main_bench(argv=None):
     test_set = FeatureDataset(opts.data, "test", args.num_segments, "uniform", THUMOS14_CLASSES, args.seed)
     load_s = time.perf_counter() - start
 
-    models, step_s, floor_s, fetch_s = bench_train(args, device, train_set, opts.steps)
+    models, step_s, floor_s, as_run_s, fetch_s = bench_train(args, device, train_set, opts.steps)
     flop = conv_flops(args.batch_size, args.num_segments, args.embed_dim)
     test = {p: bench_test_pass(argparse.Namespace(**dict(vars(args), precision=p)), device, models[p], test_set)
             for p in models}                         # per precision: forward_s, test_s, metrics, detections
@@ -442,6 +454,8 @@ def main_bench(argv=None):
         rows.append((f"train step {p} (B16, T750)", step_s[p], floor_s[p],
                      f"vs the 3 embedding convs alone ({flop / 1e9:.0f} GFLOP): step {flop / step_s[p] / 1e9:.0f}, "
                      f"convs {flop / floor_s[p] / 1e9:.0f} GFLOP/s"))
+        rows.append((f"  its convs as run ({p})", as_run_s[p], floor_s[p],
+                     "class-aware conv as the sum of its rgb and flow halves (same FLOPs), vs the floor"))
     rows.append(("batch fetch (in-memory)", fetch_s, step_s["fp32"], "vs the fp32 step"))
     for p, (forward_s, test_s, _, detections) in test.items():
         rows.append((f"test pass {p} ({len(test_set)} videos)", test_s, forward_s,
@@ -461,6 +475,7 @@ def main_bench(argv=None):
         print(json.dumps({"device": str(device), "train_step_gflop": flop / 1e9,
                           "train_step_s": step_s["fp32"], "train_step_floor_s": floor_s["fp32"],
                           "train_step_bf16_s": step_s["bf16"], "train_step_floor_bf16_s": floor_s["bf16"],
+                          "train_convs_as_run_s": as_run_s["fp32"], "train_convs_as_run_bf16_s": as_run_s["bf16"],
                           "batch_fetch_s": fetch_s, "test_pass_s": test["fp32"][1], "forward_only_s": test["fp32"][0],
                           "test_pass_bf16_s": test["bf16"][1], "forward_only_bf16_s": test["bf16"][0],
                           "eval_s": eval_s, "anet_eval_s": anet_eval_s, "feature_load_s": load_s}))
