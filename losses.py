@@ -78,8 +78,14 @@ def nce(q, k, negatives, tau=0.1):
 
 
 def _gather(E, idx):
-    """Embeddings of the selected snippets: E [B, T, D], idx [B, k] -> [B, k, D]."""
-    return torch.gather(E, 1, idx.unsqueeze(2).expand(-1, -1, E.shape[2]))
+    """Embeddings of the selected snippets: E [B, T, D], idx [B, k] -> [B, k, D].
+
+    Picked along T of E^T [B, D, T]: the model's E is a view of [B, D, T] memory, so the gradient of the
+    pick is laid out as the heads' gradient of E is, and the two add up in one plain pass (picking rows
+    of the [B, T, D] view gave a gradient in the other layout: a strided pass of the full size)."""
+    E_t = E.transpose(1, 2)                                                          # [B, D, T]
+    picked = torch.gather(E_t, 2, idx.unsqueeze(1).expand(-1, E_t.shape[1], -1))    # [B, D, k]
+    return picked.transpose(1, 2).contiguous()                                       # [B, k, D]
 
 
 def contrastive_loss_space(E, sets):
