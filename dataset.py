@@ -144,7 +144,7 @@ def read_feature_file(path, width, what="", mmap=False):
 
 def channel_major(feats):
     """[T, 2048] features as a [T, 2048] view of channel-major ([2048, T]) memory."""
-    return torch.from_numpy(np.ascontiguousarray(np.asarray(feats).T)).t()
+    return torch.from_numpy(np.ascontiguousarray(feats.T)).t()
 
 
 def collate(batch):

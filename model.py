@@ -19,13 +19,18 @@ def _embedding(in_channels, embed_dim):
     return nn.Sequential(nn.Conv1d(in_channels, embed_dim, 3, padding=1), nn.ReLU(inplace=True))
 
 
-def _early_embedding(embedding, rgb, flow):
-    """The embedding of rgb ++ flow ([B, 2048, T] -> [B, D, T]) as the sum of the convolution's rgb half
-    on rgb and its flow half on flow: the same FLOPs, without a channels-first copy of the concatenation
-    (the sum reorders the float32 reduction over input channels)."""
-    conv, relu = embedding
+def early_fusion_conv(conv, rgb, flow):
+    """A Conv1d 2048->D on rgb ++ flow ([B, 1024, T] each -> [B, D, T]) as the sum of its rgb half on rgb
+    and its flow half on flow: the same FLOPs, without a channels-first copy of the concatenation (the sum
+    reorders the float32 reduction over input channels)."""
     w_rgb, w_flow = conv.weight.split(FEATURE_DIM, dim=1)              # [D, 1024, 3] each
-    return relu(F.conv1d(rgb, w_rgb, conv.bias, padding=1) + F.conv1d(flow, w_flow, padding=1))
+    return F.conv1d(rgb, w_rgb, conv.bias, padding=1) + F.conv1d(flow, w_flow, padding=1)
+
+
+def _early_embedding(embedding, rgb, flow):
+    """E = ReLU(conv_k3(rgb ++ flow)) through early_fusion_conv: [B, 1024, T] each -> [B, D, T]."""
+    conv, relu = embedding
+    return relu(early_fusion_conv(conv, rgb, flow))
 
 
 class _Branches(nn.Module):

@@ -41,7 +41,6 @@ import av
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -53,7 +52,7 @@ from eval import THUMOS_TIOU, evaluate_detection  # noqa: E402
 from features import flow as flowlib  # noqa: E402
 from features.i3d import FLOPS_PER_SNIPPET, FLOPS_PER_SNIPPET_FLOW, InceptionI3d  # noqa: E402
 from features.video import Video, centre_crop  # noqa: E402
-from model import FEATURE_DIM  # noqa: E402
+from model import FEATURE_DIM, early_fusion_conv  # noqa: E402
 
 THUMOS_TEST_VIDEOS = 213    # THUMOS14's test set (the W-TALC conversion holds 212 of them)
 THUMOS_TRAIN_VIDEOS = 200   # THUMOS14's validation set, which WTAL trains on
@@ -89,8 +88,8 @@ def conv_floor(args, device, as_run=False):
     """A callable that runs exactly the three embedding convolutions of a training step (class-aware
     Conv1d 2048->D, class-agnostic Conv1d 1024->D twice, k = 3, [B, C_in, T] inputs): forward, then
     the weight and bias gradients (inputs need none), under the precision of ``args``. ``as_run``: the
-    class-aware one as the model runs it, the sum of its rgb half on rgb and its flow half on flow (four
-    convolutions of 1024 input channels, the same FLOPs)."""
+    class-aware one as the model runs it (model.early_fusion_conv: its rgb half on rgb plus its flow half
+    on flow, four convolutions of 1024 input channels in all, the same FLOPs)."""
     B, T, D = args.batch_size, args.num_segments, args.embed_dim
     convs = [torch.nn.Conv1d(c, D, 3, padding=1).to(device) for c in (2 * FEATURE_DIM, FEATURE_DIM, FEATURE_DIM)]
     inputs = [torch.randn(B, conv.in_channels, T, device=device) for conv in convs]
@@ -98,11 +97,7 @@ def conv_floor(args, device, as_run=False):
 
     def run():
         with main.autocast(args, device):
-            if as_run:
-                w_rgb, w_flow = convs[0].weight.split(FEATURE_DIM, dim=1)
-                outs = [F.conv1d(inputs[1], w_rgb, convs[0].bias, padding=1) + F.conv1d(inputs[2], w_flow, padding=1)]
-            else:
-                outs = [convs[0](inputs[0])]
+            outs = [early_fusion_conv(convs[0], inputs[1], inputs[2]) if as_run else convs[0](inputs[0])]
             outs += [conv(x) for conv, x in zip(convs[1:], inputs[1:])]   # [B, D, T] each
         torch.autograd.grad(outs, params, [torch.ones_like(o) for o in outs])
     return run
