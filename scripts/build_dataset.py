@@ -83,16 +83,21 @@ def read_annotations(path, subsets):
     return table
 
 
+def refuse_rows(rows, csv_path, problem):
+    """ValueError naming the CSV line of the first of ``rows`` (a part of the table), if there is one;
+    ``problem(row)`` says what is wrong with it."""
+    if len(rows):
+        row = rows.iloc[0]
+        raise ValueError(f"{csv_path}: line {row.line}: {problem(row)}")
+
+
 def class_list(table, classes_file, csv_path):
     """--classes FILE's names (one per line) or the sorted labels; ValueError for a label outside the list."""
     if classes_file is None:
         return sorted(table["label"].unique())
     names = read_class_names(classes_file)
-    unknown = table[~table["label"].isin(names)]
-    if len(unknown):
-        row = unknown.iloc[0]
-        raise ValueError(f"{csv_path}: line {row.line}: label {row.label!r} is not in {classes_file} "
-                         f"({len(names)} classes)")
+    refuse_rows(table[~table["label"].isin(names)], csv_path,
+                lambda row: f"label {row.label!r} is not in {classes_file} ({len(names)} classes)")
     return names
 
 
@@ -104,10 +109,8 @@ def match_videos(table, videos, csv_path):
         raise ValueError(f"{paths[unannotated[0]]}: video {unannotated[0]} has no row in {csv_path} "
                          f"({len(unannotated)} such video(s); annotate or leave them out)")
     absent = table[~table["video"].isin(paths)]
-    if len(absent):
-        row = absent.iloc[0]
-        raise ValueError(f"{csv_path}: line {row.line}: video {row.video!r} has no file among the given videos "
-                         f"({absent['video'].nunique()} such video(s))")
+    refuse_rows(absent, csv_path, lambda row: f"video {row.video!r} has no file among the given videos "
+                                              f"({absent['video'].nunique()} such video(s))")
     return paths
 
 
@@ -115,10 +118,8 @@ def check_segments(table, durations, csv_path):
     """ValueError naming the line of the first segment that ends after its video (duration + TOLERANCE_S)."""
     duration = table["video"].map(durations)
     outside = table[duration.notna() & (table["end"] > duration + TOLERANCE_S)]
-    if len(outside):
-        row = outside.iloc[0]
-        raise ValueError(f"{csv_path}: line {row.line}: segment [{row.start:g}, {row.end:g}] of video {row.video} "
-                         f"ends after the video ({durations[row.video]:.2f} s)")
+    refuse_rows(outside, csv_path, lambda row: f"segment [{row.start:g}, {row.end:g}] of video {row.video} "
+                                               f"ends after the video ({durations[row.video]:.2f} s)")
 
 
 def gt_database(table, durations):
