@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from eval import IGNORED_LABELS   # THUMOS14's "Ambiguous": not a class, skipped (as its official evaluation does)
+from utils.io import read_json
 
 THUMOS14_CLASSES = [
     "BaseballPitch", "BasketballDunk", "Billiards", "CleanAndJerk", "CliffDiving", "CricketBowling",
@@ -46,17 +47,6 @@ def random_indices(T_v, T, rng):
     lo = np.floor(np.arange(T) * T_v / T).astype(np.int64)       # floor(s_i)
     hi = np.append(lo[1:], T_v - 1)                               # inclusive upper bounds, >= lo
     return rng.integers(lo, hi + 1)                               # lo itself where hi == lo
-
-
-def read_json(path):
-    """Parse a JSON file; a missing or malformed file raises an error naming it."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: file not found") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
 
 
 def read_database(gt_path):

@@ -29,10 +29,12 @@ from tqdm import tqdm
 import checkpoint
 from checkpoint import build_model
 from dataset import (CLASS_COUNTS, FEATURE_FPS, SNIPPET_FRAMES, FeatureDataset, collate, load_class_names,
-                     load_features, load_joint_features, read_json, read_split, uniform_indices)
+                     load_features, load_joint_features, read_split, uniform_indices)
 from eval import THUMOS_TIOU, evaluate_detection, load_ground_truth, scored_subset
 from losses import RELEASE_WEIGHTS, total_loss
-from utils.io import save_json, save_text
+from utils.cli import run as run_cli
+from utils.device import resolve_device
+from utils.io import read_json, save_json, save_text
 from utils.plots import plot_series, plot_video
 from utils.proposals import localize, select_classes
 
@@ -199,23 +201,6 @@ def parse_args(argv=None):
     if not (args.num_epochs or args.max_steps):
         p.error("--num_epochs and --max_steps are both 0: the run would never end")
     return args
-
-
-def resolve_device(name):
-    """The torch device of --device; a name torch does not know, or a GPU this machine lacks, is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device {name}: not a device (auto, cpu, cuda, cuda:N, mps)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: this PyTorch ({torch.__version__}) sees no CUDA GPU; use --device cpu")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"--device {name}: only {torch.cuda.device_count()} CUDA GPU(s) present")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"--device {name}: MPS is not available here; use --device cpu")
-    return device
 
 
 def set_gpu_numerics(strict_fp32):
@@ -773,27 +758,10 @@ def main(argv=None):
         return train(args, device, resumed)
 
 
-def error_line(err):
-    """The message of ``err`` on one line. An error raised in a DataLoader worker (a feature file read
-    with --feature_cache mmap) arrives with the worker's traceback in its message; its last line is the
-    original error."""
-    message = str(err).strip()
-    if "Original Traceback" in message:
-        message = message.splitlines()[-1].split(": ", 1)[-1]
-    return message
-
-
 def cli(argv=None):
-    """main() for the command line: a user's mistake or Ctrl-C before training started is one line on
-    stderr and a non-zero exit, not a traceback."""
-    try:
-        return main(argv)
-    except (FileNotFoundError, ValueError) as err:     # bad input: the message names the file and the problem
-        print(f"error: {error_line(err)}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:                          # once training runs, StopRequest saves last.pt instead
-        print("error: interrupted (Ctrl-C) before the first training step; nothing to resume", file=sys.stderr)
-        sys.exit(130)
+    """main() for the command line (utils.cli.run). Once training runs, StopRequest saves last.pt on Ctrl-C;
+    an interrupt reaching here came before the first step."""
+    return run_cli(main, argv, interrupted="interrupted (Ctrl-C) before the first training step; nothing to resume")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from utils.cli import run as run_cli
+
 from .detection import THUMOS_TIOU, evaluate_files, ignored_note
 
 
@@ -55,13 +57,9 @@ def _table(result: dict, per_class: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Evaluate and print; 1 with a message on stderr when an input file is missing or malformed."""
+    """Evaluate and print; a missing or malformed input file is a ValueError/FileNotFoundError naming it."""
     args = _parse_args(argv)
-    try:
-        result = evaluate_files(args.gt, args.pred, args.subset, args.tiou)
-    except (OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    result = evaluate_files(args.gt, args.pred, args.subset, args.tiou)
     note = ignored_note(result["ignored"], args.subset)
     if note:
         print(note, file=sys.stderr)
@@ -70,4 +68,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

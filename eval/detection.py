@@ -14,12 +14,13 @@ step r processes the r-th best prediction of every group at once, with arrays [g
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
+
+from utils.io import read_json
 
 THUMOS_TIOU = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 IGNORED_LABELS = frozenset({"Ambiguous"})  # THUMOS14 marks unclear stretches so; they are not a class
@@ -375,20 +376,9 @@ def ignored_note(ignored: dict, subset: str) -> str | None:
     return f"note: {what} segment(s) of subset {subset!r} not scored (not a class, as in the THUMOS14 protocol)"
 
 
-def _read_json(path) -> object:
-    """Parsed JSON file; FileNotFoundError / ValueError naming the file."""
-    try:
-        with open(path, encoding="utf-8") as file:
-            return json.load(file)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
-    except (OSError, ValueError) as err:  # ValueError covers JSONDecodeError and UnicodeDecodeError
-        raise ValueError(f"{path}: cannot read JSON: {err}") from err
-
-
 def _parse_file(path, parse):
     """parse(JSON of path), with the file named in any ValueError."""
-    data = _read_json(path)
+    data = read_json(path)
     try:
         return parse(data)
     except ValueError as err:

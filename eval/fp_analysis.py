@@ -33,6 +33,8 @@ import sys
 
 import numpy as np
 
+from utils.cli import run as run_cli
+
 from .detection import (
     GroundTruth,
     _Detections,
@@ -189,13 +191,9 @@ def _table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Analyse and print; 1 with a message on stderr when an input is missing or malformed."""
+    """Analyse and print; a missing or malformed input is a ValueError/FileNotFoundError naming it."""
     args = _parse_args(argv)
-    try:
-        result = false_positive_breakdown_files(args.gt, args.pred, args.subset, args.tiou, args.top_factor)
-    except (OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    result = false_positive_breakdown_files(args.gt, args.pred, args.subset, args.tiou, args.top_factor)
     note = ignored_note(result["ignored"], args.subset)
     if note:
         print(note, file=sys.stderr)
@@ -204,4 +202,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

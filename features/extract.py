@@ -16,7 +16,6 @@ import json
 import multiprocessing
 import os
 import sys
-import tempfile
 import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -30,6 +29,8 @@ from tqdm import tqdm
 from features import flow as flowlib
 from features import video as videolib
 from features.i3d import PUBLIC_FILES, load_i3d, sha256
+from utils.device import resolve_device
+from utils.io import read_json, save_json, write_temp
 
 SNIPPET = 16
 RESIZE = 256
@@ -85,22 +86,6 @@ def resolve_shard(shard=None, env=None):
     if not (n >= 1 and 0 <= k < n):
         raise ValueError(f"shard {k}/{n} (from {source}): K must be in 0..N-1 (give --shard K/N explicitly)")
     return k, n
-
-
-def resolve_device(device="auto", env=None):
-    """"auto": cuda:LOCAL_RANK (mod the GPU count) when CUDA is present, else cpu. Anything else is checked."""
-    env = os.environ if env is None else env
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(env.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
-        return torch.device("cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"--device {device}: {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available here")
-    return device
 
 
 def check_weights(rgb_weights, flow_weights):
@@ -187,35 +172,6 @@ def difference(old, new, prefix=""):
 
 # ----------------------------------------------------------------------------------------------- output
 
-def _atomic(path, write):
-    """Temporary file next to `path`, written by write(f); returns the temporary path (rename it yourself)."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return tmp
-
-
-def read_json(path):
-    """The JSON in `path`; ValueError naming the file when it is not JSON."""
-    with open(path) as f:
-        try:
-            return json.load(f)
-        except ValueError as err:
-            raise ValueError(f"{path}: not valid JSON ({err}); remove or repair it") from None
-
-
-def save_json(obj, path):
-    """Write `obj` as JSON to `path` atomically."""
-    os.replace(_atomic(path, lambda f: f.write(json.dumps(obj, indent=1).encode())), path)
-
-
 class Layout:
     """The files of an output folder DIR."""
 
@@ -250,9 +206,9 @@ class Layout:
             os.remove(self.meta(vid))
         for sub in ("rgb", "flow", "meta"):
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
-        tmps = [_atomic(self.rgb(vid), lambda f: np.save(f, rgb))]
+        tmps = [write_temp(self.rgb(vid), lambda f: np.save(f, rgb))]
         try:
-            tmps.append(_atomic(self.flow(vid), lambda f: np.save(f, flow)))
+            tmps.append(write_temp(self.flow(vid), lambda f: np.save(f, flow)))
         except BaseException:
             os.unlink(tmps[0])
             raise

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _repo  # noqa: E402,F401  (the repository root on sys.path)
 
 import main  # noqa: E402
 from dataset import (STREAM_DIM, THUMOS14_CLASSES, FeatureDataset, collate, make_synthetic_dataset,  # noqa: E402
@@ -53,6 +53,7 @@ from features import flow as flowlib  # noqa: E402
 from features.i3d import FLOPS_PER_SNIPPET, FLOPS_PER_SNIPPET_FLOW, InceptionI3d  # noqa: E402
 from features.video import Video, centre_crop  # noqa: E402
 from model import FEATURE_DIM, early_fusion_conv  # noqa: E402
+from utils.device import resolve_device  # noqa: E402
 
 THUMOS_TEST_VIDEOS = 213    # THUMOS14's test set (the W-TALC conversion holds 212 of them)
 THUMOS_TRAIN_VIDEOS = 200   # THUMOS14's validation set, which WTAL trains on
@@ -424,7 +425,7 @@ def main_bench(argv=None):
         return
     if opts.anet:
         return bench_anet(opts)
-    device = main.resolve_device(opts.device)
+    device = resolve_device(opts.device)
     args = main.parse_args(["--data_path", opts.data, "--soft_nms"])      # the release recipe
     if opts.features_only:
         return print_rows(device, bench_features(device, conv_rate(args, device), opts.data))

@@ -24,12 +24,14 @@ import sys
 
 import pandas as pd
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _repo  # noqa: E402,F401  (the repository root on sys.path)
 
 from checkpoint import read_class_names  # noqa: E402
-from dataset import FEATURE_FPS, read_json  # noqa: E402
+from dataset import FEATURE_FPS  # noqa: E402
+from utils.io import read_json  # noqa: E402
 from features.extract import add_arguments, check_weights, extract, list_videos, options  # noqa: E402
 from features.video import VideoError, probe  # noqa: E402
+from utils.cli import run as run_cli  # noqa: E402
 from utils.io import save_json, save_text  # noqa: E402
 
 COLUMNS = ["video", "label", "start", "end", "subset"]
@@ -210,8 +212,4 @@ def build(args):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(build(parse_args()))
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_cli(lambda argv: build(parse_args(argv))))

@@ -17,14 +17,14 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _repo  # noqa: E402,F401  (the repository root on sys.path)
 
 from dataset import IGNORED_LABELS, STREAM_DIM, check_features  # noqa: E402
+from utils.cli import run as run_cli  # noqa: E402
 
 FEATURES_SUFFIX = "-I3D-JOINTFeatures.npy"
 PER_VIDEO_FILES = ("videoname", "segments", "subset", "duration")
@@ -237,4 +237,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

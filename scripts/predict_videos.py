@@ -15,11 +15,12 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _repo  # noqa: E402,F401  (the repository root on sys.path)
 
 import main  # noqa: E402
 from features.extract import add_arguments, check_weights, extract, list_videos, options  # noqa: E402
 from features.video import VIDEO_EXTENSIONS  # noqa: E402
+from utils.cli import run as run_cli  # noqa: E402
 
 USAGE = ("bash scripts/predict.sh INPUT... [CHECKPOINT] [extraction flags] [main.py flags]\n"
          "  videos need the I3D weights: --rgb-weights RGB.pt --flow-weights FLOW.pt, or the environment variables "
@@ -102,8 +103,4 @@ def run(argv):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(run(sys.argv[1:]))
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_cli(run, sys.argv[1:]))

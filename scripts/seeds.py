@@ -8,16 +8,16 @@ and reports: it selects on the test set), "last" is the final evaluation (no sel
 """
 import argparse
 import json
-import os
 import sys
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _repo  # noqa: E402,F401  (the repository root on sys.path)
 
 import main  # noqa: E402
 from tables import last_metrics  # noqa: E402
+from utils.cli import run as run_cli  # noqa: E402
 
 
 def summarise(runs):
@@ -55,8 +55,4 @@ def main_seeds(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main_seeds()
-    except (FileNotFoundError, ValueError) as err:     # bad input: the message names the file and the problem
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main_seeds)

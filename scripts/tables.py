@@ -15,9 +15,10 @@ import sys
 
 import pandas as pd
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _repo  # noqa: E402,F401  (the repository root on sys.path)
 
 import main  # noqa: E402
+from utils.cli import run as run_cli  # noqa: E402
 
 # (row, main.py flags, the paper's AVG mAP 0.1:0.7 on THUMOS14)
 TABLES = {
@@ -73,8 +74,4 @@ def main_tables(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main_tables()
-    except (FileNotFoundError, ValueError) as err:     # bad input: the message names the file and the problem
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main_tables)

@@ -1,5 +1,11 @@
-"""Fixtures shared by the test modules."""
+"""Fixtures shared by the test modules, and scripts/ on sys.path: the tests import the scripts as
+modules by their names, as the scripts import each other."""
+import os
+import sys
+
 import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
 
 from i3d_weights import write_rule_weights
 

@@ -15,7 +15,6 @@ from dataset import FeatureDataset, make_synthetic_dataset, uniform_indices
 from model import AICL
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "scripts"))
 QUICK = ["--num_segments", "32", "--batch_size", "8", "--soft_nms", "--embed_dim", "64"]
 
 

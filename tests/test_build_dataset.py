@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import main
-from scripts import build_dataset
+import build_dataset
 from videos import moving_frames, write_video
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -13,9 +13,8 @@ import pytest
 from dataset import THUMOS14_CLASSES, FeatureDataset
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
 
-from convert_wtalc import convert  # noqa: E402
+from convert_wtalc import convert
 
 FEATURES = "Thumos14reduced-I3D-JOINTFeatures.npy"
 CLASSES = [THUMOS14_CLASSES[i] for i in (0, 2, 7)]          # BaseballPitch, Billiards, Diving

@@ -12,7 +12,8 @@ import torch
 
 from features import compare as comparelib
 from features.__main__ import main
-from features.extract import extract, list_videos, resolve_device, resolve_shard
+from features.extract import extract, list_videos, resolve_shard
+from utils.device import resolve_device
 from features.i3d import load_i3d, sha256
 from features.video import Video, centre_crop
 from videos import moving_frames, write_video

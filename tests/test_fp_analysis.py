@@ -281,7 +281,7 @@ def test_cli_table(tmp_path):
 def test_cli_error_names_the_file(tmp_path):
     pred = write(tmp_path / "result.json", EACH_ONCE)
     proc = run_cli("--gt", tmp_path / "nowhere.json", "--pred", pred, "--json")
-    assert proc.returncode == 1
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
     assert "nowhere.json" in proc.stderr and proc.stdout == ""
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import main
-from scripts import predict_videos
+import predict_videos
 from videos import moving_frames, write_video
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,19 +1,18 @@
-"""Atomic file writing: a temporary file in the same folder, then os.replace, so a reader (or a
-crash) never sees half a file."""
+"""Files in and out: atomic writing (a temporary file in the same folder, then os.replace, so a reader or a
+crash never sees half a file) and JSON reading whose errors name the file."""
 import json
 import os
 import tempfile
-
-import torch
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)            # read once: files get the usual permissions, not mkstemp's 0600
 
 
-def write_atomic(path, write):
-    """Call ``write(binary file)`` on a temporary file next to ``path``, then rename it to ``path``;
-    on any failure the temporary file is removed and an existing ``path`` is left as it was. A folder
-    that cannot be created is an OSError naming it."""
+def write_temp(path, write):
+    """Call ``write(binary file)`` on a temporary file next to ``path`` and return the temporary file's
+    path, complete and synced, for the caller to os.replace onto ``path`` (several files can so be
+    published together). On any failure the temporary file is removed. A folder that cannot be created is
+    an OSError naming it."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
@@ -26,10 +25,27 @@ def write_atomic(path, write):
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+    return tmp
+
+
+def write_atomic(path, write):
+    """Call ``write(binary file)`` on a temporary file next to ``path``, then rename it to ``path``; on any
+    failure an existing ``path`` is left as it was."""
+    os.replace(write_temp(path, write), path)
+
+
+def read_json(path):
+    """The parsed JSON file at ``path``; FileNotFoundError or ValueError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{os.fspath(path)}: file not found") from None
+    except (OSError, ValueError) as err:      # ValueError covers JSONDecodeError and UnicodeDecodeError
+        raise ValueError(f"{os.fspath(path)}: not valid JSON ({err})") from None
 
 
 def save_json(obj, path):
@@ -43,5 +59,7 @@ def save_text(text, path):
 
 
 def save_torch(obj, path):
-    """torch.save ``obj`` to ``path`` atomically."""
+    """torch.save ``obj`` to ``path`` atomically (torch is imported here, so that JSON users of this module,
+    such as eval/, do not load it)."""
+    import torch
     write_atomic(path, lambda f: torch.save(obj, f))
