@@ -136,23 +136,22 @@
     const kinds = ["true_positive", ...D.fp_types];
     const rows = [["all classes", {true_positive: fp.true_positive, ...fp.counts}], ...Object.entries(fp.per_class)];
     const total = (r) => kinds.reduce((sum, k) => sum + r[k], 0);
-    const max = Math.max(1, ...rows.map(([, r]) => total(r)));
-    const L = 170, W = 720, H = 16, GAP = 4;
+    const L = 170, W = 720, H = 16, GAP = 4;  // bars: shares of the row's predictions, count at the end
     const chart = svgEl("svg", {id: "fp-chart", width: W, height: rows.length * (H + GAP) + GAP});
     rows.forEach(([name, r], j) => {
       const y = GAP + j * (H + GAP);
       chart.append(svgEl("text", {x: 0, y: y + H - 4}, name.slice(0, 26)));
       let x = L;
       kinds.forEach((k) => {
-        const w = (W - L - 50) * r[k] / max;
+        const w = (W - L - 50) * r[k] / Math.max(1, total(r));
         if (w <= 0) return;
         const bar = svgEl("rect", {x, y, width: w, height: H, fill: COLOURS[k], class: "fp-bar", "data-kind": k,
           "data-class": name, "data-n": r[k]});
-        bar.append(svgEl("title", {}, `${name}: ${r[k]} ${k.replace("_", " ")}`));
+        bar.append(svgEl("title", {}, `${name}: ${r[k]} ${k.replace("_", " ")} (${pct(r[k] / total(r))}%)`));
         chart.append(bar);
         x += w;
       });
-      chart.append(svgEl("text", {x: x + 4, y: y + H - 4}, String(total(r))));
+      chart.append(svgEl("text", {x: W - 46, y: y + H - 4}, String(total(r))));
     });
     node.append(el("h3", {}, `False positives at tIoU ${fp.tiou} (DETAD, top ${fp.top_factor} \u00d7 N per class)`));
     node.append(el("p", {class: "note"}, `${fp.predictions} predictions analysed: ${fp.true_positive} true ` +
@@ -478,6 +477,7 @@
     const rows = videoSection();
     videoView();
     if (rows.length) selectVideo(rows[0]);
+    window.reportReadyMs = performance.now();  // since navigation start: the page's load time
     window.reportReady = true;
     document.body.setAttribute("data-ready", "1");
   }
