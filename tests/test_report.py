@@ -257,3 +257,163 @@ def test_cli_error_exits_2_without_traceback(tmp_path):
     proc = run_cli("--pred", paths["pred"], "--gt", paths["gt"])
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"error: {paths['gt']}: cannot read JSON") and len(proc.stderr.splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------------- in a browser
+
+
+def write_webm(path, seconds: int = 30, fps: int = 2) -> Path:
+    """A small VP8 video (Chromium plays WebM everywhere), grey frames getting brighter."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libvpx", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(seconds * fps):
+            frame = np.full((48, 64, 3), 4 * i % 256, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return Path(path)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    reason = missing()
+    if reason:
+        pytest.skip(f"browser tests need Chromium: {reason}")
+    with Browser() as session:
+        yield session
+
+
+@pytest.fixture(scope="module")
+def small_page(tmp_path_factory):
+    """(path of a page of random_case(0) with curves for v0 and v2, v0 playable and v1 missing, its data)."""
+    folder = tmp_path_factory.mktemp("page")
+    gt, results = random_case(0)
+    curves = {vid: {"seconds_per_sample": 0.25, "curves": {"class-aware A": np.sin(np.arange(100) / 7),
+                                                           "class-agnostic A_ca": np.arange(100.0)}}
+              for vid in ("v0", "v2")}
+    media = {"v0": str(write_webm(folder / "v0.webm")), "v1": str(folder / "missing.webm")}
+    run = RunInfo(settings={"checkpoint": "ckpt/best.pt", "dataset": "synthetic"}, curves=curves, media=media)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = write_report(folder / "report.html", results, gt, run=run)
+    return path, embedded(path)
+
+
+def open_page(browser, path) -> None:
+    browser.open(path)
+    assert browser.run("return window.reportReady === true")
+
+
+def shown(browser, css: str) -> int:
+    return browser.run("return document.querySelectorAll(arguments[0]).length", css)
+
+
+def column(browser, k: int) -> list:
+    """Texts of column k of the videos table, top to bottom."""
+    return browser.run("return [...document.querySelectorAll('#video-table tbody tr')]"
+                       ".map((tr) => tr.children[arguments[0]].textContent)", k)
+
+
+def test_every_video_and_detection_is_drawn(browser, small_page):
+    path, data = small_page
+    open_page(browser, path)
+    assert column(browser, 0) == data["videos"]["id"]
+    for v in (2, 3, 6):  # v2 (curves), v3, extra (no ground truth)
+        browser.click(f'#video-table tbody tr[data-v="{v}"]')
+        assert shown(browser, "#timeline .det") == data["videos"]["n_det"][v]
+        assert shown(browser, "#timeline .gt") == data["gt"]["video"].count(v)
+        assert shown(browser, "#timeline polyline") == (2 if v == 2 else 0)
+        assert browser.run("return document.getElementById('video-title').textContent").startswith(
+            data["videos"]["id"][v])
+    assert shown(browser, "#map-table tbody tr") == 1 and shown(browser, "#class-ap tbody tr") == 3
+    assert shown(browser, "#fp-chart .fp-bar") > 0 and shown(browser, "#settings tbody tr") == 2
+
+
+def test_sorting_by_ap_puts_the_worst_videos_first(browser, small_page):
+    path, data = small_page
+    open_page(browser, path)
+    browser.click('#video-table th[data-key="ap"]')
+    texts = column(browser, 3)
+    values = [float(t) for t in texts if t != "\u2013"]
+    assert values == sorted(values) and texts[len(values):] == ["\u2013"] * (len(texts) - len(values))
+    assert values[0] == pytest.approx(100 * min(a for a in data["videos"]["ap"] if a is not None), abs=0.05)
+    browser.click('#video-table th[data-key="ap"]')
+    assert [float(t) for t in column(browser, 3) if t != "\u2013"] == sorted(values, reverse=True)
+
+
+def test_filtering_by_class(browser, small_page):
+    path, data = small_page
+    open_page(browser, path)
+    c = data["classes"].index("B")
+    browser.click(f'#class-filter option[value="{c}"]')
+    det, gt = data["det"], data["gt"]
+    expected = [vid for v, vid in enumerate(data["videos"]["id"])
+                if any(gv == v and gl == c for gv, gl in zip(gt["video"], gt["label"]))
+                or c in det["label"][det["offset"][v]:det["offset"][v + 1]]]
+    assert column(browser, 0) == expected
+    assert [int(n) for n in column(browser, 2)] == [
+        det["label"][det["offset"][v]:det["offset"][v + 1]].count(c) for v in map(data["videos"]["id"].index, expected)]
+
+
+def test_hovering_and_clicking_a_detection(browser, small_page):
+    path, data = small_page
+    open_page(browser, path)
+    browser.click('#video-table tbody tr[data-v="0"]')  # v0: a playable video
+    i = int(browser.run("return [...document.querySelectorAll('#timeline .det')].pop().dataset.i"))  # on top
+    browser.hover(f'#timeline .det[data-i="{i}"]')
+    tip = browser.run("return document.getElementById('tip').textContent")
+    det, gt = data["det"], data["gt"]
+    same = [k for k in range(len(gt["video"])) if gt["video"][k] == 0 and gt["label"][k] == det["label"][i]]
+    inter = [max(0, min(det["end"][i], gt["end"][k]) - max(det["start"][i], gt["start"][k])) for k in same]
+    best = max((n / (det["end"][i] - det["start"][i] + gt["end"][k] - gt["start"][k] - n)
+                for n, k in zip(inter, same)), default=None)
+    assert f"start {det['start'][i]:.2f} s, end {det['end'][i]:.2f} s" in tip and f"score {det['score'][i]:.4f}" in tip
+    assert (f"best tIoU {best:.3f}" if best is not None else "no ground truth of this class") in tip
+    browser.click(f'#timeline .det[data-i="{i}"]')
+    assert "selected" in browser.run(f"return document.querySelector('#timeline .det[data-i=\"{i}\"]').className.baseVal")
+    assert f"score {det['score'][i]:.4f}" in browser.run("return document.getElementById('det-info').textContent")
+    deadline = time.monotonic() + 10
+    while browser.run("return document.getElementById('player-video').readyState") < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert browser.run("return document.getElementById('player-video').currentTime") == pytest.approx(det["start"][i])
+    assert float(browser.run("return document.getElementById('playhead').dataset.t")) == pytest.approx(det["start"][i])
+
+
+def test_a_video_the_browser_cannot_play_is_said_so(browser, small_page):
+    path, _ = small_page
+    open_page(browser, path)
+    browser.click('#video-table tbody tr[data-v="1"]')
+    deadline = time.monotonic() + 10
+    while not shown(browser, "#player-error") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "cannot play missing.webm" in browser.run("return document.getElementById('player').textContent")
+    errors = [e for e in browser.console() if e["level"] == "SEVERE"]
+    assert errors and all("missing.webm" in e["message"] for e in errors)  # the failed load only
+
+
+def test_thumos14_sized_page_is_small_fast_and_not_blank(browser, tmp_path):
+    import io
+
+    from matplotlib.image import imread
+
+    gt, results, curves = thumos_case()
+    start = time.perf_counter()
+    path = write_report(tmp_path / "report.html", results, gt, run=RunInfo(curves=curves))
+    written = time.perf_counter() - start
+    size = os.path.getsize(path)
+    browser.console()
+    ready = []
+    for _ in range(2):
+        open_page(browser, path)
+        ready.append(browser.run("return window.reportReadyMs"))
+    print(f"THUMOS14-sized page: {size / 1e6:.1f} MB, written in {written:.1f} s, ready after {min(ready):.0f} ms")
+    assert size < MAX_PAGE_BYTES and min(ready) < 2000 and written < 10
+    assert shown(browser, "#video-table tbody tr") == 212 and shown(browser, "#timeline .det") == 100
+    browser.click('#video-table th[data-key="ap"]')
+    browser.click('#video-table tbody tr:nth-child(3)')
+    assert shown(browser, "#timeline polyline") == 6
+    assert not [e for e in browser.console() if e["level"] == "SEVERE"]
+    pixels = imread(io.BytesIO(browser.screenshot()), format="png")
+    assert pixels.shape[0] > 100 and pixels[..., :3].std() > 0.05
