@@ -413,8 +413,8 @@
     const tip = document.getElementById("tip");
     tip.textContent = text;
     tip.style.display = "block";
-    tip.style.left = `${Math.min(event.clientX + 14, window.innerWidth - 260)}px`;
-    tip.style.top = `${event.clientY + 14}px`;
+    tip.style.left = `${Math.max(0, Math.min(event.clientX + 14, window.innerWidth - tip.offsetWidth - 8))}px`;
+    tip.style.top = `${Math.min(event.clientY + 14, window.innerHeight - tip.offsetHeight - 8)}px`;
   }
 
   function onTimelineMove(event) {
