@@ -417,3 +417,12 @@ def test_thumos14_sized_page_is_small_fast_and_not_blank(browser, tmp_path):
     assert not [e for e in browser.console() if e["level"] == "SEVERE"]
     pixels = imread(io.BytesIO(browser.screenshot()), format="png")
     assert pixels.shape[0] > 100 and pixels[..., :3].std() > 0.05
+
+
+@pytest.mark.parametrize("results, with_gt", [({}, True), ({"v1": []}, True), ({}, False)])
+def test_runs_without_detections_render_without_errors(browser, tmp_path, results, with_gt):
+    gt = make_gt({"v1": [("A", 10, 20)]}) if with_gt else None
+    path = write_report(tmp_path / "report.html", make_results(results), gt)
+    open_page(browser, path)
+    assert shown(browser, "#video-table tbody tr") == (1 if with_gt else 0)
+    assert not [e for e in browser.console() if e["level"] == "SEVERE"]
