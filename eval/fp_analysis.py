@@ -19,6 +19,8 @@ false positive on such a stretch alone is background.
 DETAD itself picks between rules 1/2 and 3/4 by the label of the single ground truth of highest tIoU; here a
 same-class overlap wins over a stronger other-class one. With tiou <= 0.1 rules 3 and 4 never apply.
 
+prediction_codes gives the type of every single prediction (the report page colours detections by it).
+
 Cost: the matching reuses detection.py (one numpy step per rank inside a (video, class) group); the typing is
 one vectorised pass over the (false positive, instance of its video) pairs: O(sum over the kept false
 positives of the number of instances in their video) time and memory, no Python loop over predictions.
@@ -59,12 +61,17 @@ def _check_options(tiou: float, top_factor: float) -> tuple[float, float]:
     return float(_thresholds([tiou])[0]), factor
 
 
-def _top_g(gt: GroundTruth, det: _Detections, top_factor: float) -> _Detections:
-    """The top floor(top_factor * N_c) predictions by score of every class c, kept in input order."""
+def _top_g_index(gt: GroundTruth, det: _Detections, top_factor: float) -> np.ndarray:
+    """Indices into det (ascending) of the top floor(top_factor * N_c) predictions by score of every class c."""
     ranked = np.lexsort((-det.score, det.label))  # by class, best score first, ties in input order
     rank = np.arange(len(ranked)) - np.searchsorted(det.label[ranked], det.label[ranked])  # position in class
     budget = np.floor(top_factor * np.bincount(gt.label, minlength=len(gt.classes)))  # [C]
-    keep = np.sort(ranked[rank < budget[det.label[ranked]]])
+    return np.sort(ranked[rank < budget[det.label[ranked]]])
+
+
+def _top_g(gt: GroundTruth, det: _Detections, top_factor: float) -> _Detections:
+    """The top floor(top_factor * N_c) predictions by score of every class c, kept in input order."""
+    keep = _top_g_index(gt, det, top_factor)
     return _Detections(det.video[keep], det.label[keep], det.score[keep], det.segment[keep])
 
 
@@ -105,17 +112,36 @@ def _type_counts(codes: np.ndarray, label: np.ndarray, n_classes: int) -> np.nda
     return np.bincount(label * n_codes + codes, minlength=n_classes * n_codes).reshape(n_classes, n_codes)
 
 
+def _codes(gt: GroundTruth, det: _Detections, tiou: float) -> np.ndarray:
+    """Code [m] of every prediction of det (all analysed): 0 true positive, else 1 + FP_TYPES index."""
+    tp = _true_positives(gt, det, np.array([tiou]))[:, 0]  # [m]
+    codes = np.zeros(len(tp), dtype=np.int64)
+    fp = np.flatnonzero(~tp)
+    codes[fp] = 1 + _fp_types(gt, det, fp, tiou)
+    return codes
+
+
+def prediction_codes(gt: GroundTruth, det: _Detections, tiou: float = 0.5, top_factor: float = 1) -> np.ndarray:
+    """Per prediction of loaded detections (detection._load_detections, input order) what the breakdown made of
+    it: -1 not analysed (outside the top-G of its class), 0 true positive, else 1 + FP_TYPES index.
+
+    The analysed ones are exactly those false_positive_breakdown counts, with the same types.
+    """
+    tiou, top_factor = _check_options(tiou, top_factor)
+    keep = _top_g_index(gt, det, top_factor)
+    codes = np.full(len(det.score), -1, dtype=np.int64)
+    codes[keep] = _codes(gt, _top_g(gt, det, top_factor), tiou)
+    return codes
+
+
 def _breakdown(gt: GroundTruth, det: _Detections, tiou: float, top_factor: float) -> dict:
     """The result of false_positive_breakdown from loaded ground truth and detections."""
     det = _top_g(gt, det, top_factor)
-    tp = _true_positives(gt, det, np.array([tiou]))[:, 0]  # [m]
-    codes = np.zeros(len(tp), dtype=np.int64)  # [m] 0: true positive, else 1 + FP_TYPES index
-    fp = np.flatnonzero(~tp)
-    codes[fp] = 1 + _fp_types(gt, det, fp, tiou)
+    codes = _codes(gt, det, tiou)  # [m] 0: true positive, else 1 + FP_TYPES index
+    n_fp = int(np.count_nonzero(codes))
     per_class = _type_counts(codes, det.label, len(gt.classes))  # [C, 6]
     totals = per_class.sum(axis=0).tolist()  # [6]
     names = ("true_positive", *FP_TYPES)
-    n_fp = len(fp)
     n_gt = np.bincount(gt.label, minlength=len(gt.classes))
     return {
         "subset": gt.subset,
