@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from utils.cli import run as run_cli
 from utils.io import save_text, write_atomic
 
 from .detection import (
@@ -404,21 +405,17 @@ def _run_from_files(args: argparse.Namespace) -> RunInfo:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Write the page; 2 with a one-line message on stderr when an input is missing or malformed."""
+    """Write the page; a missing or malformed input is a ValueError/FileNotFoundError naming the file."""
     args = _parse_args(argv)
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.pred)), "report.html")
-    try:
-        thresholds = _thresholds(args.tiou)
-        flat = _parse_file(args.pred, _flat_predictions)
-        truth = _parse_file(args.gt, lambda data: _truth(data, args.subset)) if args.gt else None
-        data = _page_data(flat, truth, thresholds, _run_from_files(args), os.path.dirname(os.path.abspath(out)))
-        save_text(render_html(data, _title(out)), out)
-    except (OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    thresholds = _thresholds(args.tiou)
+    flat = _parse_file(args.pred, _flat_predictions)
+    truth = _parse_file(args.gt, lambda data: _truth(data, args.subset)) if args.gt else None
+    data = _page_data(flat, truth, thresholds, _run_from_files(args), os.path.dirname(os.path.abspath(out)))
+    save_text(render_html(data, _title(out)), out)
     print(f"report written to {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -18,6 +18,7 @@ from eval.detection import evaluate_detection
 from eval.fp_analysis import FP_TYPES, false_positive_breakdown
 from eval.report import CURVES_FILE, RunInfo, load_curves, main, report_data, save_curves, write_report
 from helpers import make_gt, make_results
+from utils.cli import run as one_line_errors
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_PAGE_BYTES = 15e6
@@ -240,14 +241,16 @@ def broken_inputs(tmp_path, which: str, content) -> dict:
 
 
 @pytest.mark.parametrize("which, content, problem", [
-    ("pred", None, "no such file"), ("pred", "{not json", "cannot read JSON"),
+    ("pred", None, "file not found"), ("pred", "{not json", "not valid JSON"),
     ("pred", '{"results": {"v1": [{"label": "A"}]}}', "missing key"),
-    ("gt", None, "no such file"), ("gt", "[1, 2", "cannot read JSON"), ("gt", '{"x": 1}', "database"),
+    ("gt", None, "file not found"), ("gt", "[1, 2", "not valid JSON"), ("gt", '{"x": 1}', "database"),
 ])
 def test_errors_are_one_line_naming_the_file(tmp_path, capsys, which, content, problem):
     paths = broken_inputs(tmp_path, which, content)
-    assert main(["--pred", str(paths["pred"]), "--gt", str(paths["gt"])]) == 2
+    with pytest.raises(SystemExit) as stop:
+        one_line_errors(main, ["--pred", str(paths["pred"]), "--gt", str(paths["gt"])])
     err = capsys.readouterr().err
+    assert stop.value.code == 2
     assert len(err.strip().splitlines()) == 1 and str(paths[which]) in err and problem in err
     assert not (tmp_path / "report.html").exists()
 
@@ -256,7 +259,7 @@ def test_cli_error_exits_2_without_traceback(tmp_path):
     paths = broken_inputs(tmp_path, "gt", "{garbled")
     proc = run_cli("--pred", paths["pred"], "--gt", paths["gt"])
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.startswith(f"error: {paths['gt']}: cannot read JSON") and len(proc.stderr.splitlines()) == 1
+    assert proc.stderr.startswith(f"error: {paths['gt']}: not valid JSON") and len(proc.stderr.splitlines()) == 1
 
 
 # ------------------------------------------------------------------------------------- in a browser
