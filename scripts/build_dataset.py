@@ -7,14 +7,16 @@
 ann.csv has a header and one row per action instance: video,label,start,end,subset. video is the file name
 without its extension, start and end are seconds of the original video, subset is --train-subset (default
 "validation", THUMOS14's convention) or --test-subset (default "test"). The class list is --classes (one name per
-line) or else the sorted labels of the table.
+line) or else the sorted labels of the table; without --classes, a label that occurs once and is within two edits
+(Levenshtein) of another label is refused as a likely typo (--allow-rare-labels keeps it as a class).
 
 Everything is checked before the slow extraction: every video has a file and every file has rows, every label
 is a class, every segment lies inside its video (durations probed from the files), each row is well formed.
 Then both I3D streams are extracted (python -m features) into ROOT/features/{train,test}; videos finished by
 an earlier run are skipped. Last, ROOT/gt.json, split_train.txt, split_test.txt and classes.txt are written
-(main.py takes the class list from classes.txt). Exit 1 when a video failed to extract (no gt.json is written;
-rerun after fixing it), 2 for bad arguments or input.
+(main.py takes the class list from classes.txt). The class list with its instance counts is printed before
+the extraction. Exit 1 when a video failed to extract (no gt.json is written; rerun after fixing it), 2 for bad
+arguments or input.
 """
 import argparse
 import json
@@ -36,6 +38,7 @@ from utils.io import save_json, save_text  # noqa: E402
 
 COLUMNS = ["video", "label", "start", "end", "subset"]
 TOLERANCE_S = 0.05        # annotation times rounded past the last frame still count as inside the video
+TYPO_EDITS = 2            # a label seen once this close to another label is taken for a typo of it
 
 
 def read_annotations(path, subsets):
@@ -93,9 +96,36 @@ def refuse_rows(rows, csv_path, problem):
         raise ValueError(f"{csv_path}: line {row.line}: {problem(row)}")
 
 
-def class_list(table, classes_file, csv_path):
-    """--classes FILE's names (one per line) or the sorted labels; ValueError for a label outside the list."""
+def edit_distance(a, b):
+    """The Levenshtein distance of two strings (insertions, deletions and substitutions each cost 1)."""
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        previous, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (ca != cb))
+    return row[-1]
+
+
+def refuse_rare_labels(table, csv_path):
+    """ValueError naming the line of the first label that occurs once while another label is within TYPO_EDITS
+    edits of it (a likely typo that would otherwise become a class of its own)."""
+    counts = table["label"].value_counts()
+    for label in table.loc[table["label"].map(counts) == 1, "label"]:
+        near = [other for other in counts.index if other != label and edit_distance(label, other) <= TYPO_EDITS]
+        if near:
+            other = max(near, key=lambda name: counts[name])
+            refuse_rows(table[table["label"] == label], csv_path,
+                        lambda row: f"label {row.label!r} occurs once and is within {TYPO_EDITS} edits of "
+                                    f"{other!r} ({counts[other]} instance(s)): a typo? fix it, or keep it as a "
+                                    "class with --allow-rare-labels")
+
+
+def class_list(table, classes_file, csv_path, allow_rare=False):
+    """--classes FILE's names (one per line) or the sorted labels; ValueError for a label outside the list, or
+    without --classes for a likely typo (refuse_rare_labels) unless ``allow_rare``."""
     if classes_file is None:
+        if not allow_rare:
+            refuse_rare_labels(table, csv_path)
         return sorted(table["label"].unique())
     names = read_class_names(classes_file)
     refuse_rows(table[~table["label"].isin(names)], csv_path,
@@ -134,6 +164,12 @@ def gt_database(table, durations):
     return database
 
 
+def class_counts(table, classes):
+    """One line: the classes with their instance counts in the table."""
+    counts = table["label"].value_counts()
+    return f"{len(classes)} classes (instances): " + ", ".join(f"{name} {counts.get(name, 0)}" for name in classes)
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 allow_abbrev=False)
@@ -141,6 +177,8 @@ def parse_args(argv=None):
     p.add_argument("--annotations", required=True, help="CSV: video,label,start,end,subset (seconds)")
     p.add_argument("--out", required=True, help="dataset root ROOT (gt.json, split_*.txt, classes.txt, features/)")
     p.add_argument("--classes", default=None, help="class list, one name per line (default: the sorted labels)")
+    p.add_argument("--allow-rare-labels", action="store_true",
+                   help="keep a label seen once near another label (within 2 edits) as a class of its own")
     p.add_argument("--train-subset", default="validation", help="CSV subset of the training videos")
     p.add_argument("--test-subset", default="test", help="CSV subset of the test videos")
     p.add_argument("--overwrite", action="store_true", help="replace ROOT's gt.json, split and class files")
@@ -159,7 +197,7 @@ def build(args):
     if subsets[0] == subsets[1]:
         raise ValueError(f"--train-subset and --test-subset are both {subsets[0]!r}")
     table = read_annotations(args.annotations, subsets)
-    classes = class_list(table, args.classes, args.annotations)
+    classes = class_list(table, args.classes, args.annotations, args.allow_rare_labels)
     paths = match_videos(table, list_videos(args.videos), args.annotations)
     durations = {}
     for vid, path in sorted(paths.items()):
@@ -175,6 +213,7 @@ def build(args):
             raise ValueError(f"{gt_path} exists and differs from what {args.annotations} gives; "
                              "--overwrite replaces it (the features are kept)")
 
+    print(class_counts(table, classes))
     failed = {}
     for split, subset in zip(("train", "test"), subsets):
         vids = sorted(table.loc[table.subset == subset, "video"].unique())
