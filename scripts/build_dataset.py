@@ -15,8 +15,9 @@ is a class, every segment lies inside its video (durations probed from the files
 Then both I3D streams are extracted (python -m features) into ROOT/features/{train,test}; videos finished by
 an earlier run are skipped. Last, ROOT/gt.json, split_train.txt, split_test.txt and classes.txt are written
 (main.py takes the class list from classes.txt). The class list with its instance counts is printed before
-the extraction. Exit 1 when a video failed to extract (no gt.json is written; rerun after fixing it), 2 for bad
-arguments or input.
+the extraction, and the printed training command sets --num_segments (T) to the median snippet count of the
+training videos rounded to the nearest multiple of 8, at least 8 (main.py's default T = 750 is THUMOS14's). Exit 1
+when a video failed to extract (no gt.json is written; rerun after fixing it), 2 for bad arguments or input.
 """
 import argparse
 import json
@@ -24,6 +25,7 @@ import math
 import os
 import sys
 
+import numpy as np
 import pandas as pd
 
 import _repo  # noqa: E402,F401  (the repository root on sys.path)
@@ -39,6 +41,7 @@ from utils.io import save_json, save_text  # noqa: E402
 COLUMNS = ["video", "label", "start", "end", "subset"]
 TOLERANCE_S = 0.05        # annotation times rounded past the last frame still count as inside the video
 TYPO_EDITS = 2            # a label seen once this close to another label is taken for a typo of it
+SEGMENT_STEP = 8          # the suggested --num_segments is a multiple of this
 
 
 def read_annotations(path, subsets):
@@ -170,6 +173,34 @@ def class_counts(table, classes):
     return f"{len(classes)} classes (instances): " + ", ".join(f"{name} {counts.get(name, 0)}" for name in classes)
 
 
+def suggested_segments(lengths):
+    """The --num_segments (T) suggested for training videos of ``lengths`` snippets: their median rounded to the
+    nearest multiple of SEGMENT_STEP (halves up), at least SEGMENT_STEP."""
+    median = float(np.median(lengths))
+    return max(SEGMENT_STEP, SEGMENT_STEP * math.floor(median / SEGMENT_STEP + 0.5))
+
+
+def extract_splits(args, table, paths, durations):
+    """Extracts both streams of each subset's videos into ROOT/features/{train,test}; fills in the ``durations``
+    that probing left None from the extraction records. Returns ({vid: reason} of the failed videos,
+    {vid: T snippets} of the extracted ones)."""
+    failed, lengths = {}, {}
+    for split, subset in zip(("train", "test"), (args.train_subset, args.test_subset)):
+        vids = sorted(table.loc[table.subset == subset, "video"].unique())
+        print(f"{split}: {len(vids)} {subset} videos -> {os.path.join(args.out, 'features', split)}")
+        result = extract([paths[v] for v in vids], os.path.join(args.out, "features", split), args.rgb_weights,
+                         args.flow_weights, device=args.device, shard=(0, 1), overwrite=args.overwrite_features,
+                         progress=not args.no_progress, **options(args))
+        failed.update(result["failed"])
+        records = read_json(os.path.join(args.out, "features", split, "extraction.json"))["videos"]
+        for vid in vids:
+            if vid in records:
+                lengths[vid] = records[vid]["T"]
+                if durations[vid] is None:
+                    durations[vid] = records[vid]["frames"] / options(args)["fps"]
+    return failed, lengths
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 allow_abbrev=False)
@@ -214,20 +245,7 @@ def build(args):
                              "--overwrite replaces it (the features are kept)")
 
     print(class_counts(table, classes))
-    failed = {}
-    for split, subset in zip(("train", "test"), subsets):
-        vids = sorted(table.loc[table.subset == subset, "video"].unique())
-        if not vids:
-            continue
-        print(f"{split}: {len(vids)} {subset} videos -> {os.path.join(args.out, 'features', split)}")
-        result = extract([paths[v] for v in vids], os.path.join(args.out, "features", split), args.rgb_weights,
-                         args.flow_weights, device=args.device, shard=(0, 1), overwrite=args.overwrite_features,
-                         progress=not args.no_progress, **options(args))
-        failed.update(result["failed"])
-        records = read_json(os.path.join(args.out, "features", split, "extraction.json"))["videos"]
-        for vid in vids:
-            if durations[vid] is None and vid in records:
-                durations[vid] = records[vid]["frames"] / options(args)["fps"]
+    failed, lengths = extract_splits(args, table, paths, durations)
     if failed:
         for vid, reason in sorted(failed.items()):
             print(f"failed {vid}: {reason}", file=sys.stderr)
@@ -241,6 +259,8 @@ def build(args):
         save_text("".join(f"{v}\n" for v in vids), os.path.join(args.out, f"split_{split}.txt"))
     save_text("".join(f"{c}\n" for c in classes), os.path.join(args.out, "classes.txt"))
     command = [f"DATA_PATH={args.out} bash scripts/train.sh"]
+    train_lengths = [lengths[v] for v in table.loc[table.subset == args.train_subset, "video"].unique()]
+    command.append(f"--num_segments {suggested_segments(train_lengths)}")
     if args.fps != FEATURE_FPS:
         command.append(f"--feature_fps {options(args)['fps']}")
     if args.test_subset != "test":

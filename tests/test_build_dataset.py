@@ -73,6 +73,16 @@ def test_rerun_skips_the_extracted_videos(built):
     out, _, again = built
     assert again.returncode == 0, again.stderr
     assert "3 videos, 4 instances" in again.stdout
+    for proc in built[1:]:     # the training videos have 1 and 2 snippets: T is the smallest suggestion, 8
+        assert proc.stdout.splitlines()[-1].endswith(f"train with: DATA_PATH={out} bash scripts/train.sh "
+                                                     "--num_segments 8")
+
+
+def test_suggested_segments_is_the_median_t_to_a_multiple_of_8():
+    assert build_dataset.suggested_segments([15, 20, 28]) == 24      # median 20 -> 2.5 eighths, halves up
+    assert build_dataset.suggested_segments([15, 19, 28]) == 16
+    assert build_dataset.suggested_segments([1, 2]) == 8
+    assert build_dataset.suggested_segments([700, 750, 800, 900]) == 776
 
 
 def test_main_trains_on_it_with_its_class_list(built, tmp_path, capsys):
