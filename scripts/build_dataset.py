@@ -7,14 +7,17 @@
 ann.csv has a header and one row per action instance: video,label,start,end,subset. video is the file name
 without its extension, start and end are seconds of the original video, subset is --train-subset (default
 "validation", THUMOS14's convention) or --test-subset (default "test"). The class list is --classes (one name per
-line) or else the sorted labels of the table.
+line) or else the sorted labels of the table; without --classes, a label that occurs once and is within two edits
+(Levenshtein) of another label is refused as a likely typo (--allow-rare-labels keeps it as a class).
 
 Everything is checked before the slow extraction: every video has a file and every file has rows, every label
 is a class, every segment lies inside its video (durations probed from the files), each row is well formed.
 Then both I3D streams are extracted (python -m features) into ROOT/features/{train,test}; videos finished by
 an earlier run are skipped. Last, ROOT/gt.json, split_train.txt, split_test.txt and classes.txt are written
-(main.py takes the class list from classes.txt). Exit 1 when a video failed to extract (no gt.json is written;
-rerun after fixing it), 2 for bad arguments or input.
+(main.py takes the class list from classes.txt). The class list with its instance counts is printed before
+the extraction, and the printed training command sets --num_segments (T) to the median snippet count of the
+training videos rounded to the nearest multiple of 8, at least 8 (main.py's default T = 750 is THUMOS14's). Exit 1
+when a video failed to extract (no gt.json is written; rerun after fixing it), 2 for bad arguments or input.
 """
 import argparse
 import json
@@ -22,6 +25,7 @@ import math
 import os
 import sys
 
+import numpy as np
 import pandas as pd
 
 import _repo  # noqa: E402,F401  (the repository root on sys.path)
@@ -36,6 +40,8 @@ from utils.io import save_json, save_text  # noqa: E402
 
 COLUMNS = ["video", "label", "start", "end", "subset"]
 TOLERANCE_S = 0.05        # annotation times rounded past the last frame still count as inside the video
+TYPO_EDITS = 2            # a label seen once this close to another label is taken for a typo of it
+SEGMENT_STEP = 8          # the suggested --num_segments is a multiple of this
 
 
 def read_annotations(path, subsets):
@@ -93,9 +99,36 @@ def refuse_rows(rows, csv_path, problem):
         raise ValueError(f"{csv_path}: line {row.line}: {problem(row)}")
 
 
-def class_list(table, classes_file, csv_path):
-    """--classes FILE's names (one per line) or the sorted labels; ValueError for a label outside the list."""
+def edit_distance(a, b):
+    """The Levenshtein distance of two strings (insertions, deletions and substitutions each cost 1)."""
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        previous, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (ca != cb))
+    return row[-1]
+
+
+def refuse_rare_labels(table, csv_path):
+    """ValueError naming the line of the first label that occurs once while another label is within TYPO_EDITS
+    edits of it (a likely typo that would otherwise become a class of its own)."""
+    counts = table["label"].value_counts()
+    for label in table.loc[table["label"].map(counts) == 1, "label"]:
+        near = [other for other in counts.index if other != label and edit_distance(label, other) <= TYPO_EDITS]
+        if near:
+            other = max(near, key=lambda name: counts[name])
+            refuse_rows(table[table["label"] == label], csv_path,
+                        lambda row: f"label {row.label!r} occurs once and is within {TYPO_EDITS} edits of "
+                                    f"{other!r} ({counts[other]} instance(s)): a typo? fix it, or keep it as a "
+                                    "class with --allow-rare-labels")
+
+
+def class_list(table, classes_file, csv_path, allow_rare=False):
+    """--classes FILE's names (one per line) or the sorted labels; ValueError for a label outside the list, or
+    without --classes for a likely typo (refuse_rare_labels) unless ``allow_rare``."""
     if classes_file is None:
+        if not allow_rare:
+            refuse_rare_labels(table, csv_path)
         return sorted(table["label"].unique())
     names = read_class_names(classes_file)
     refuse_rows(table[~table["label"].isin(names)], csv_path,
@@ -134,6 +167,40 @@ def gt_database(table, durations):
     return database
 
 
+def class_counts(table, classes):
+    """One line: the classes with their instance counts in the table."""
+    counts = table["label"].value_counts()
+    return f"{len(classes)} classes (instances): " + ", ".join(f"{name} {counts.get(name, 0)}" for name in classes)
+
+
+def suggested_segments(lengths):
+    """The --num_segments (T) suggested for training videos of ``lengths`` snippets: their median rounded to the
+    nearest multiple of SEGMENT_STEP (halves up), at least SEGMENT_STEP."""
+    median = float(np.median(lengths))
+    return max(SEGMENT_STEP, SEGMENT_STEP * math.floor(median / SEGMENT_STEP + 0.5))
+
+
+def extract_splits(args, table, paths, durations):
+    """Extracts both streams of each subset's videos into ROOT/features/{train,test}; fills in the ``durations``
+    that probing left None from the extraction records. Returns ({vid: reason} of the failed videos,
+    {vid: T snippets} of the extracted ones)."""
+    failed, lengths = {}, {}
+    for split, subset in zip(("train", "test"), (args.train_subset, args.test_subset)):
+        vids = sorted(table.loc[table.subset == subset, "video"].unique())
+        print(f"{split}: {len(vids)} {subset} videos -> {os.path.join(args.out, 'features', split)}")
+        result = extract([paths[v] for v in vids], os.path.join(args.out, "features", split), args.rgb_weights,
+                         args.flow_weights, device=args.device, shard=(0, 1), overwrite=args.overwrite_features,
+                         progress=not args.no_progress, **options(args))
+        failed.update(result["failed"])
+        records = read_json(os.path.join(args.out, "features", split, "extraction.json"))["videos"]
+        for vid in vids:
+            if vid in records:
+                lengths[vid] = records[vid]["T"]
+                if durations[vid] is None:
+                    durations[vid] = records[vid]["frames"] / options(args)["fps"]
+    return failed, lengths
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 allow_abbrev=False)
@@ -141,6 +208,8 @@ def parse_args(argv=None):
     p.add_argument("--annotations", required=True, help="CSV: video,label,start,end,subset (seconds)")
     p.add_argument("--out", required=True, help="dataset root ROOT (gt.json, split_*.txt, classes.txt, features/)")
     p.add_argument("--classes", default=None, help="class list, one name per line (default: the sorted labels)")
+    p.add_argument("--allow-rare-labels", action="store_true",
+                   help="keep a label seen once near another label (within 2 edits) as a class of its own")
     p.add_argument("--train-subset", default="validation", help="CSV subset of the training videos")
     p.add_argument("--test-subset", default="test", help="CSV subset of the test videos")
     p.add_argument("--overwrite", action="store_true", help="replace ROOT's gt.json, split and class files")
@@ -159,7 +228,7 @@ def build(args):
     if subsets[0] == subsets[1]:
         raise ValueError(f"--train-subset and --test-subset are both {subsets[0]!r}")
     table = read_annotations(args.annotations, subsets)
-    classes = class_list(table, args.classes, args.annotations)
+    classes = class_list(table, args.classes, args.annotations, args.allow_rare_labels)
     paths = match_videos(table, list_videos(args.videos), args.annotations)
     durations = {}
     for vid, path in sorted(paths.items()):
@@ -175,20 +244,8 @@ def build(args):
             raise ValueError(f"{gt_path} exists and differs from what {args.annotations} gives; "
                              "--overwrite replaces it (the features are kept)")
 
-    failed = {}
-    for split, subset in zip(("train", "test"), subsets):
-        vids = sorted(table.loc[table.subset == subset, "video"].unique())
-        if not vids:
-            continue
-        print(f"{split}: {len(vids)} {subset} videos -> {os.path.join(args.out, 'features', split)}")
-        result = extract([paths[v] for v in vids], os.path.join(args.out, "features", split), args.rgb_weights,
-                         args.flow_weights, device=args.device, shard=(0, 1), overwrite=args.overwrite_features,
-                         progress=not args.no_progress, **options(args))
-        failed.update(result["failed"])
-        records = read_json(os.path.join(args.out, "features", split, "extraction.json"))["videos"]
-        for vid in vids:
-            if durations[vid] is None and vid in records:
-                durations[vid] = records[vid]["frames"] / options(args)["fps"]
+    print(class_counts(table, classes))
+    failed, lengths = extract_splits(args, table, paths, durations)
     if failed:
         for vid, reason in sorted(failed.items()):
             print(f"failed {vid}: {reason}", file=sys.stderr)
@@ -202,6 +259,8 @@ def build(args):
         save_text("".join(f"{v}\n" for v in vids), os.path.join(args.out, f"split_{split}.txt"))
     save_text("".join(f"{c}\n" for c in classes), os.path.join(args.out, "classes.txt"))
     command = [f"DATA_PATH={args.out} bash scripts/train.sh"]
+    train_lengths = [lengths[v] for v in table.loc[table.subset == args.train_subset, "video"].unique()]
+    command.append(f"--num_segments {suggested_segments(train_lengths)}")
     if args.fps != FEATURE_FPS:
         command.append(f"--feature_fps {options(args)['fps']}")
     if args.test_subset != "test":

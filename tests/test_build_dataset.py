@@ -54,6 +54,7 @@ def test_writes_the_layout_main_reads(built):
     out, proc, _ = built
     assert proc.returncode == 0, proc.stderr
     assert "3 videos, 4 instances of 2 classes" in proc.stdout
+    assert proc.stdout.index("2 classes (instances): Jump 2, Run 2\n") < proc.stdout.index("train: 2 validation")
     assert (out / "split_train.txt").read_text() == "run\nwalk\n"
     assert (out / "split_test.txt").read_text() == "still\n"
     assert (out / "classes.txt").read_text() == "Jump\nRun\n"
@@ -72,6 +73,16 @@ def test_rerun_skips_the_extracted_videos(built):
     out, _, again = built
     assert again.returncode == 0, again.stderr
     assert "3 videos, 4 instances" in again.stdout
+    for proc in built[1:]:     # the training videos have 1 and 2 snippets: T is the smallest suggestion, 8
+        assert proc.stdout.splitlines()[-1].endswith(f"train with: DATA_PATH={out} bash scripts/train.sh "
+                                                     "--num_segments 8")
+
+
+def test_suggested_segments_is_the_median_t_to_a_multiple_of_8():
+    assert build_dataset.suggested_segments([15, 20, 28]) == 24      # median 20 -> 2.5 eighths, halves up
+    assert build_dataset.suggested_segments([15, 19, 28]) == 16
+    assert build_dataset.suggested_segments([1, 2]) == 8
+    assert build_dataset.suggested_segments([700, 750, 800, 900]) == 776
 
 
 def test_main_trains_on_it_with_its_class_list(built, tmp_path, capsys):
@@ -103,6 +114,9 @@ def build_in_process(inputs, csv_text, out, *flags):
     (ROWS.replace("run,Jump,0,0.5,validation", "run,Jump,0,0.5,test"), r"video run is in both subsets \(lines 3, 4\)"),
     (ROWS.replace("still,Run,0.0,0.7,test", "walk,Run,0.0,0.7,validation"), r"no row of the subset 'test'"),
     (ROWS + "walk,Run,0,0.5,validation,extra\n", r"not a readable CSV \(.*line 6"),
+    (ROWS + "run,Rnu,0.3,0.9,validation\n", r"line 6: label 'Rnu' occurs once and is within 2 edits of 'Run' "
+                                            r"\(2 instance\(s\)\): a typo\? fix it, or keep it as a class with "
+                                            r"--allow-rare-labels"),
 ])
 def test_bad_table_is_one_line_error_before_extraction(inputs, rows, message):
     out = inputs["root"] / "bad"
@@ -119,6 +133,28 @@ def test_class_list_and_header_checks(inputs, tmp_path):
         build_in_process(inputs, HEADER + ROWS, inputs["root"] / "bad", "--classes", str(classes))
     with pytest.raises(ValueError, match="missing column.s. end; expected the header video,label,start,end,subset"):
         build_in_process(inputs, "video,label,start,stop,subset\n" + ROWS, inputs["root"] / "bad")
+
+
+def test_edit_distance():
+    assert build_dataset.edit_distance("Talk", "Tlak") == 2
+    assert build_dataset.edit_distance("kitten", "sitting") == 3
+    assert build_dataset.edit_distance("", "Run") == 3 and build_dataset.edit_distance("Run", "Run") == 0
+    assert build_dataset.edit_distance("Run", "Jump") == 3
+
+
+def test_rare_labels_allowed_or_named_by_classes(inputs, tmp_path):
+    csv = tmp_path / "ann.csv"
+    csv.write_text(HEADER + ROWS + "run,Rnu,0.3,0.9,validation\nwalk,Swim,0.2,0.4,validation\n")
+    table = build_dataset.read_annotations(str(csv), ("validation", "test"))
+    assert build_dataset.class_list(table, None, str(csv), allow_rare=True) == ["Jump", "Rnu", "Run", "Swim"]
+    assert build_dataset.class_list(table[table.label != "Rnu"], None, str(csv)) == ["Jump", "Run", "Swim"]
+    classes = tmp_path / "classes.txt"
+    classes.write_text("Run\nJump\nRnu\nSwim\n")
+    assert build_dataset.class_list(table, str(classes), str(csv)) == ["Run", "Jump", "Rnu", "Swim"]
+    assert build_dataset.class_counts(table, ["Run", "Jump", "Rnu", "Swim", "Dive"]) == \
+        "5 classes (instances): Run 2, Jump 2, Rnu 1, Swim 1, Dive 0"
+    assert build_dataset.parse_args([inputs["videos"], "--annotations", str(csv), "--out", "x", "--allow-rare-labels"]
+                                    + inputs["weights"]).allow_rare_labels
 
 
 def test_command_line_errors_and_missing_weights(inputs):

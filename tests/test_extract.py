@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from features import compare as comparelib
 from features.__main__ import main
 from features.extract import extract, list_videos, resolve_shard
 from utils.device import resolve_device
@@ -182,22 +181,3 @@ def test_shard_from_the_environment():
         resolve_shard(None, {"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "4"})
     assert resolve_device("auto", {}).type == ("cuda" if torch.cuda.is_available() else "cpu")
 
-
-def test_compare(tmp_path, capsys):
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((5, 1024)).astype(np.float32)
-    np.save(tmp_path / "a.npy", a)
-    assert comparelib.main([str(tmp_path / "a.npy"), str(tmp_path / "a.npy")]) == 0
-    out = capsys.readouterr().out
-    assert "mean 1.0000  median 1.0000  min 1.0000" in out and "/ ||B||: 0.0000" in out
-    b = a.copy()
-    b[2] = -b[2]
-    np.save(tmp_path / "b.npy", b[:4])
-    r = comparelib.compare(a.astype(np.float64), b[:4].astype(np.float64))
-    assert r["T"] == 4 and r["cosine"][2] == pytest.approx(-1) and r["cosine"][[0, 1, 3]] == pytest.approx(1)
-    assert r["rel_l2"] == pytest.approx(2 * np.linalg.norm(a[2]) / np.linalg.norm(b[:4]))
-    assert comparelib.main([str(tmp_path / "a.npy"), str(tmp_path / "b.npy")]) == 0
-    assert "T differs (5 vs 4): comparing the first 4 snippets" in capsys.readouterr().out
-    (tmp_path / "c.npy").write_text("nope")
-    assert comparelib.main([str(tmp_path / "a.npy"), str(tmp_path / "c.npy")]) == 2
-    assert "c.npy: cannot be read" in capsys.readouterr().err
