@@ -13,8 +13,9 @@ Without a CUDA device it prints one line and exits 3, having done nothing. Other
 4. TV-L1: features/tvl1.py on CUDA against OpenCV's Dual TV-L1 on CPU on generated frame pairs, after the
    extractor's finishing (features/flow.py finish), and pairs/s per batch size;
 and prints one table (part, CPU, CUDA, difference, tolerance, verdict) and writes every figure into
-OUT/gpu_check.json. Exit status: 0 when every parity holds, 1 when one fails, 3 without CUDA. About 5
-minutes on an H200 machine with 16 cores. Why each tolerance is what it is: TOLERANCES below.
+OUT/gpu_check.json. Exit status: 0 when every parity holds, 1 when one fails, 3 without CUDA. Estimated
+at 4 to 6 minutes on an H200 machine with 16 cores (not measured: no GPU was at hand when it was written).
+Why each tolerance is what it is: TOLERANCES below.
 """
 import argparse
 import importlib.util
@@ -361,6 +362,19 @@ def guarded(check, part, fn, *args):
         return {"error": f"{type(err).__name__}: {message}"}
 
 
+def timings(report):
+    """The speed figures of the parts in one place: seconds per training step and per test pass (each run),
+    I3D snippets/s and TV-L1 pairs/s (None where a part did not run)."""
+    runs = report["training"]
+    i3d = {s: {d: report[f"i3d_{s}"].get(f"{d}_snippets_per_s") for d in ("cpu", "cuda")} for s in ("rgb", "flow")}
+    flow = report.get("tvl1", {})
+    return {"train_step_s": {name: r.get("train_step_s") for name, r in runs.items()},
+            "test_pass_s": {name: r.get("test_pass_s") for name, r in runs.items()},
+            "i3d_snippets_per_s": i3d,
+            "flow_pairs_per_s": {"opencv_cpu": flow.get("opencv_cpu_pairs_per_s"),
+                                 "port_cuda": flow.get("port_pairs_per_s")}}
+
+
 def prepare(out, overwrite):
     """An empty --out folder: one that holds files is refused without --overwrite (then emptied)."""
     if os.path.isdir(out) and os.listdir(out):
@@ -399,7 +413,8 @@ def main_check(argv=None):
     out = os.path.abspath(opts.out)
     prepare(out, opts.overwrite)
     check = Check()
-    report = {"environment": environment(device, opts.self_test_on_cpu), "size": opts.size, "sizes": cfg,
+    report = {"environment": environment(device, opts.self_test_on_cpu),
+              "size": "tiny" if opts.self_test_on_cpu else opts.size, "sizes": cfg,
               "tolerances": TOLERANCES}
     check.say(f"gpu_check on {report['environment']['gpu']}; demo data into {out}")
     make_synthetic_dataset(os.path.join(out, "demo"), num_train=cfg["train_videos"], num_test=cfg["test_videos"],
@@ -407,6 +422,8 @@ def main_check(argv=None):
     report["training"] = training_part(check, str(device), cfg, out)
     if "error" not in report["training"]["cpu"]:
         report["inference"] = inference_part(check, str(device), report["training"]["cpu"]["best"], out)
+    else:
+        check.verdict("inference", "inference runs", False, "not run: the CPU training run failed")
     for stream in ("rgb", "flow"):
         check.say(f"I3D {stream} on the CPU and on {device}")
         report[f"i3d_{stream}"] = guarded(check, f"i3d {stream}", i3d_stream, stream, device, cfg, out)
@@ -416,8 +433,8 @@ def main_check(argv=None):
         check.say(f"TV-L1: the port on {device} against OpenCV on the CPU")
         report["tvl1"] = guarded(check, "tvl1", tvl1_part, device, cfg)
     parts = check.parts()
-    report.update(rows=check.rows, parts=parts, passed=all(ok is not False for ok in parts.values()),
-                  elapsed_s=time.time() - check.start)
+    report.update(timings=timings(report), rows=check.rows, parts=parts,
+                  passed=all(ok is not False for ok in parts.values()), elapsed_s=time.time() - check.start)
     save_json(report, os.path.join(out, "gpu_check.json"))
     print(table(check.rows))
     failed = [part for part, ok in parts.items() if ok is False]

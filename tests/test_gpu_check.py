@@ -43,7 +43,9 @@ def test_self_test_on_cpu_table_json_exit_0(tmp_path):
     assert lines[-1].startswith("gpu_check: every parity holds")
     report = json.loads((out / "gpu_check.json").read_text())
     assert {"environment", "size", "sizes", "tolerances", "training", "inference", "i3d_rgb", "i3d_flow", "rows",
-            "parts", "passed", "elapsed_s"} <= report.keys()
+            "parts", "passed", "elapsed_s", "timings"} <= report.keys()
+    assert report["size"] == "tiny" and report["timings"]["train_step_s"]["bf16"] > 0
+    assert report["timings"]["i3d_snippets_per_s"]["flow"]["cuda"] > 0
     assert report["passed"] is True and report["environment"]["self_test"] is True
     assert set(report["parts"]) == PARTS and report["parts"]["tvl1"] is None      # skipped, with its note
     assert {"cpu", "fp32", "fp32_strict", "bf16"} == report["training"].keys()
