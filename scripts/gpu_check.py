@@ -397,7 +397,7 @@ def parse_args(argv):
                    "(scripts/gpu_check.sh runs in the repository root)")
     p.add_argument("--overwrite", action="store_true", help="empty a --out folder that holds files")
     p.add_argument("--size", choices=sorted(SIZES), default="full", help="tiny: every part at toy sizes "
-                   "(seconds; not a parity check worth reporting)")
+                   "(about a minute; for the tests, not a parity check worth reporting)")
     p.add_argument("--self-test-on-cpu", action="store_true", help="for the tests: run every part with the CPU "
                    "standing in for CUDA at --size tiny (TV-L1 skipped: the port takes minutes on CPU)")
     return p.parse_args(argv)
