@@ -279,11 +279,11 @@ class FeatureDataset(torch.utils.data.Dataset):
                                                                       STREAM_DIM, path).T
         return torch.from_numpy(out).t()
 
-    def frame_labels(self, vid):
+    def frame_labels(self, vid, fps=FEATURE_FPS):
         """Snippet-level ground truth [T_v, C]: snippet i is labelled c when its centre,
-        (16 i + 8) / 25 s, lies inside an instance of c."""
+        (16 i + 8) / fps s, lies inside an instance of c (``fps``: the rate the features were extracted at)."""
         T_v = self.lengths[vid]
-        centre = (np.arange(T_v) * SNIPPET_FRAMES + SNIPPET_FRAMES / 2) / FEATURE_FPS   # [T_v] seconds
+        centre = (np.arange(T_v) * SNIPPET_FRAMES + SNIPPET_FRAMES / 2) / fps   # [T_v] seconds
         out = np.zeros((T_v, len(self.class_names)), dtype=np.float32)
         for c, t0, t1 in self.annotations[vid]:
             out[(centre >= t0) & (centre <= t1), c] = 1.0
