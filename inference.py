@@ -56,8 +56,8 @@ def localize_video(out, T_v, post):
     kept = select_classes(probs, post.class_th)
     detections = localize(out["A_score"][0].cpu().numpy(), probs, kept, T_v,
                           soft=post.soft_nms, nms_thresh=post.nms_thresh, alpha=post.nms_alpha,
-                          scale=post.scale, inflation=post.gamma, class_weight=post.class_weight,
-                          fps=post.fps, frames_per_snippet=SNIPPET_FRAMES)   # [N, 4]
+                          scale=post.scale, score=(post.gamma, post.class_weight),
+                          timing=(SNIPPET_FRAMES, post.fps))   # [N, 4]
     if post.min_score is not None:
         detections = detections[detections[:, 1] >= post.min_score]
     if post.top_k:
@@ -308,8 +308,10 @@ def feature_dataset(args, split, class_names, sampling=None, only=None):
     """The train ('random' sampling) or test ('uniform') split, or ``only`` some of its videos with the
     ``sampling`` given; its feature cache said in the log."""
     sampling = sampling or ("random" if split == "train" else "uniform")
+    if sampling == "uniform" and args.short_videos == "keep":
+        sampling = "uniform_keep_short"
     ds = FeatureDataset(args.data_path, split, args.num_segments, sampling, class_names, args.seed, only=only,
-                        keep_short=args.short_videos == "keep", cache=args.feature_cache)
+                        cache=args.feature_cache)
     where = "in memory" if ds.cache == "memory" else "memory-mapped, read when sampled"
     print(f"{split} features: {len(ds)} videos, {ds.feature_bytes / 2 ** 30:.2f} GiB as float32, {where} "
           f"({ds.cache_reason})")

@@ -3,7 +3,10 @@
     python main.py --data_path data/THUMOS14 --exp_name aicl --soft_nms            # train
     python main.py --data_path data/THUMOS14 --inference_only --soft_nms --model_file CKPT    # evaluate
 
-Every number of the recipe is an argparse default below; flag names follow the release.
+Every number of the recipe is an argparse default below; flag names follow the release. A setting comes
+from, in this order: its flag, the features' extraction.json (the frame rate), the checkpoint (--model_file,
+--resume), the --dataset defaults, the default below (settings.py). Evaluation and prediction: inference.py;
+the run's folder and logs: runs.py.
 """
 import argparse
 import math
@@ -147,7 +150,8 @@ def parse_args(argv=None):
     p.add_argument("--nms_alpha", type=float, default=0.35, help="soft-NMS decay: score *= exp(-IoU^2 / alpha)")
     p.add_argument("--feature_fps", type=float, default=FEATURE_FPS,
                    help="frame rate the features were extracted at (snippets of 16 frames): maps snippets to seconds "
-                        "(with --predict_dir: DIR/extraction.json's when present)")
+                        "(the extraction.json of the features read wins when present: DATA/features/{train,test}/ "
+                        "or --predict_dir DIR; see settings.py for the order of precedence)")
     p.add_argument("--short_videos", choices=["stretch", "keep"],
                    help="(*) a test video of at most T snippets: stretch it to T by repeating snippets (THUMOS14 "
                         "release) or keep its own length (SAL, CoLA on ActivityNet): stretch / keep")
@@ -409,8 +413,9 @@ def train(args, device, class_names, resumed=None):
         log_evaluation(run.out_dir, p.history, p.step, metrics, p.window)
         log_line(run.out_dir, f"step 0 (untrained): {run.select_name} mAP {metrics['average_mAP'] * 100:.2f}  "
                               f"cls_acc {metrics['cls_acc'] * 100:.1f}")
-    writer = SummaryWriter(os.path.join(run.out_dir, "logs"), purge_step=p.step or None)   # a resumed run drops later events
-    bar = tqdm(total=run.total_steps, initial=p.step, dynamic_ncols=True, disable=None)   # terminal only: off when piped
+    # a resumed run drops later events; the bar is for a terminal only (off when piped)
+    writer = SummaryWriter(os.path.join(run.out_dir, "logs"), purge_step=p.step or None)
+    bar = tqdm(total=run.total_steps, initial=p.step, dynamic_ncols=True, disable=None)
     with StopRequest() as stop:
         training_steps(run, device, writer, bar, stop)
     bar.close()

@@ -88,8 +88,9 @@ def test_short_videos_are_kept_for_activitynet_and_stretched_for_thumos14(tmp_pa
     assert uniform_indices(7, 50, keep_short=True).tolist() == list(range(7))
     assert uniform_indices(50, 50, keep_short=True).tolist() == list(range(50))
     assert uniform_indices(100, 50, keep_short=True).tolist() == list(range(0, 100, 2))   # longer: sampled
-    train = FeatureDataset(root, "train", 50, "random", ANET12_CLASSES, keep_short=True)
-    assert train[0][0].shape == (50, 2048)                                     # training always samples T
+    train = inference.feature_dataset(main.parse_args(["--dataset", "anet12", "--data_path", root,
+                                                       "--num_segments", "50"]), "train", ANET12_CLASSES)
+    assert train[0][0].shape == (50, 2048) and not train.keep_short            # training always samples T
 
 
 def test_kept_short_videos_give_detections_inside_the_video(tmp_path):
@@ -165,17 +166,16 @@ def batches(ds, num_workers=0, epochs=(0, 1), batch_size=3):
     return out
 
 
-@pytest.mark.parametrize("split, sampling, keep_short", [("train", "random", False), ("test", "uniform", True),
-                                                         ("test", "uniform", False)])
-def test_memory_mapped_and_in_memory_features_give_identical_batches(tmp_path, split, sampling, keep_short):
+@pytest.mark.parametrize("split, sampling", [("train", "random"), ("test", "uniform_keep_short"), ("test", "uniform")])
+def test_memory_mapped_and_in_memory_features_give_identical_batches(tmp_path, split, sampling):
     root = anet_layout(tmp_path, num_train=7, num_test=7, length=(30, 70))
     vid = open(os.path.join(root, f"split_{split}.txt")).read().split()[0]
     path = os.path.join(root, "features", split, "flow", f"{vid}.npy")
     np.save(path, np.load(path).astype(np.float64)[:-1])       # float64 and one snippet short: same handling
     with pytest.warns(UserWarning, match="cut to the shorter"):
-        memory = FeatureDataset(root, split, 50, sampling, ANET12_CLASSES, keep_short=keep_short, cache="memory")
+        memory = FeatureDataset(root, split, 50, sampling, ANET12_CLASSES, cache="memory")
     with pytest.warns(UserWarning, match="cut to the shorter"):
-        mapped = FeatureDataset(root, split, 50, sampling, ANET12_CLASSES, keep_short=keep_short, cache="mmap")
+        mapped = FeatureDataset(root, split, 50, sampling, ANET12_CLASSES, cache="mmap")
     assert (memory.cache, mapped.cache, mapped.features) == ("memory", "mmap", None)
     assert mapped.lengths == {v: len(f) for v, f in memory.features.items()}
     loop = dict(epochs=(0, 1), batch_size=3) if sampling == "random" else dict(epochs=(0,), batch_size=1)

@@ -149,11 +149,12 @@ def test_gamma_is_the_inflation_only_and_class_weight_the_class_score_weight():
     assert (defaults.gamma, defaults.class_weight) == (0.2, 0.2)
 
     def run(*flags):
-        return inference.localize_video(out, T_v, inference.PostProcess.from_args(main.parse_args(["--soft_nms", *flags])))[2]
+        post = inference.PostProcess.from_args(main.parse_args(["--soft_nms", *flags]))
+        return inference.localize_video(out, T_v, post)[2]
 
     def reference(inflation, class_weight):
         return localize(out["A_score"][0].numpy(), probs, select_classes(probs, 0.25), T_v, soft=True,
-                        inflation=inflation, class_weight=class_weight)
+                        score=(inflation, class_weight))
 
     np.testing.assert_array_equal(run("--gamma", "0.5"), reference(0.5, 0.2))
     np.testing.assert_array_equal(run("--class_weight", "0.6"), reference(0.2, 0.6))
