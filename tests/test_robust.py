@@ -291,7 +291,7 @@ def test_ctrl_c_before_the_first_step_is_one_line_and_leaves_no_run(where, data,
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(main, where, interrupted)
+    monkeypatch.setattr({"FeatureDataset": inference, "evaluate": main}[where], where, interrupted)
     argv = ["--data_path", data, "--output_dir", str(tmp_path), "--exp_name", "c", "--max_steps", "1"] + TINY
     with pytest.raises(SystemExit) as stop:
         main.cli(argv)
