@@ -5,9 +5,10 @@ Our checkpoints are dicts: "model" (state_dict), "class_names", "args" (every se
 The release's CAS_Only.pkl is a bare state_dict: it carries no settings and no class names.
 
 One rule restores settings (``restore``): every setting in CARRIED is taken from the checkpoint unless
-it was given on the command line (``args.explicit``), and one printed line lists what was taken.
-Resuming (``restore_run``) restores every setting of the run and refuses a differing flag, except the
-RESUME_FREE ones. This module knows files, not argparse: ``args`` is any namespace.
+it was given on the command line (``args.explicit``). Resuming (``restore_run``) restores every setting
+of the run and refuses a differing flag, except the RESUME_FREE ones. Both return what they take and
+change nothing; settings.resolve applies it. This module knows files, not argparse: ``args`` is any
+namespace.
 """
 import os
 
@@ -61,38 +62,32 @@ def is_ours(state):
 
 
 def restore(args, state, source):
-    """Take every CARRIED setting from the checkpoint unless given on the command line (the release's
-    format: RELEASE_SETTINGS); print one line naming what was taken. Returns {name: value} taken."""
+    """The CARRIED settings that the checkpoint brings (the release's format: RELEASE_SETTINGS), less those
+    given on the command line (``args.explicit``): {name: value}. ``args`` is left as it is."""
     stored = state.get("args", {}) if is_ours(state) else RELEASE_SETTINGS
-    taken = {k: stored[k] for k in CARRIED if k in stored and k not in args.explicit}
-    for k, v in taken.items():
-        setattr(args, k, v)
-    if taken:
-        what = "settings from" if is_ours(state) else "the release's settings for"
-        print(f"{what} {source} (a flag given on the command line wins): " +
-              ", ".join(f"{k}={format_value(v)}" for k, v in taken.items()))
-    return taken
+    return {k: stored[k] for k in CARRIED if k in stored and k not in args.explicit}
 
 
 def restore_run(args, state, source):
-    """--resume: every stored setting of the run comes back. A flag given now with another value is an
-    error naming it, except RESUME_FREE ones, which are accepted and logged."""
+    """--resume: every stored setting of the run comes back. Returns ({name: stored value} of the settings
+    not given now, ["--flag now (was stored)"] of the RESUME_FREE flags given with another value); a
+    flag given now with another value is an error naming it, except RESUME_FREE ones. ``args`` is left as
+    it is."""
     if not is_ours(state) or "optimizer" not in state:
         raise ValueError(f"{source}: not a resumable checkpoint (resume from a run's last.pt)")
-    stored, changed = state.get("args", {}), []
-    for k, v in stored.items():
+    taken, changed = {}, []
+    for k, v in state.get("args", {}).items():
         if k in NOT_STORED or not hasattr(args, k):
             continue
         now = getattr(args, k)
         if k not in args.explicit:
-            setattr(args, k, v)
+            taken[k] = v
         elif now != v and k in RESUME_FREE:
             changed.append(f"--{k} {format_value(now)} (was {format_value(v)})")
         elif now != v:
             raise ValueError(f"{source}: --{k} {format_value(now)} differs from the run's {format_value(v)}; "
                              f"a resumed run keeps its settings (drop the flag, or start a new run)")
-    print(f"resuming {source} (step {state.get('step')}) with the run's settings"
-          + (", changed: " + ", ".join(changed) if changed else ""))
+    return taken, changed
 
 
 def format_value(v):

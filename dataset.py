@@ -9,6 +9,7 @@ memory), the layout of the model's convolutions, so that a training step copies 
 import json
 import os
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -25,6 +26,9 @@ CLASS_COUNTS = {"thumos14": 20, "anet12": 100, "anet13": 200}
 FEATURE_FPS = 25
 SNIPPET_FRAMES = 16
 STREAM_DIM = 1024
+# FeatureDataset's snippet sampling: training's random draw per stretch; the test's uniform grid stretched to
+# T (THUMOS14 release), or keeping a video of at most T snippets at its own length (SAL, CoLA on ActivityNet)
+SAMPLINGS = ("random", "uniform", "uniform_keep_short")
 
 
 def uniform_indices(T_v, T, keep_short=False):
@@ -160,10 +164,11 @@ def available_memory():
 
 
 class FeatureDataset(torch.utils.data.Dataset):
-    """One split of an I3D feature dataset (train: 'random' sampling; test: 'uniform').
+    """One split of an I3D feature dataset (train: 'random' sampling; test: 'uniform' or 'uniform_keep_short').
 
     Items: features [num_segments, 2048] float32, multi-hot label [C], video id, original length T_v;
-    with ``keep_short`` a test video of T_v <= num_segments snippets gives [T_v, 2048] (uniform_indices).
+    with 'uniform_keep_short' sampling a test video of T_v <= num_segments snippets gives [T_v, 2048]
+    (uniform_indices with keep_short; ``self.keep_short`` says so).
     ``only``: use just these videos of the split (e.g. training videos held out for model selection).
     ``set_epoch`` makes the random sampling of an epoch depend only on (seed, epoch, item).
     ``cache``: "memory" reads every feature file once and holds it (values checked up front); "mmap"
@@ -174,14 +179,14 @@ class FeatureDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, data_path, split, num_segments, sampling, class_names=THUMOS14_CLASSES, seed=1, only=None,
-                 keep_short=False, cache="auto"):
+                 cache="auto"):
         if num_segments < 1:
             raise ValueError(f"num_segments must be >= 1, got {num_segments}")
-        if sampling not in ("random", "uniform"):
-            raise ValueError(f"sampling must be 'random' or 'uniform', got {sampling!r}")
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {', '.join(map(repr, SAMPLINGS))}, got {sampling!r}")
         if cache not in ("auto", "memory", "mmap"):
             raise ValueError(f"cache must be 'auto', 'memory' or 'mmap', got {cache!r}")
-        self.keep_short = keep_short
+        self.keep_short = sampling == "uniform_keep_short"
         self.data_path, self.split, self.num_segments, self.sampling = data_path, split, num_segments, sampling
         self.class_names = list(class_names)
         self.class_index = {name: c for c, name in enumerate(self.class_names)}
@@ -262,7 +267,7 @@ class FeatureDataset(torch.utils.data.Dataset):
     def __getitem__(self, i):
         vid = self.vids[i]
         T_v = self.lengths[vid]
-        if self.sampling == "uniform":
+        if self.sampling != "random":
             idx = uniform_indices(T_v, self.num_segments, self.keep_short)
         else:
             idx = random_indices(T_v, self.num_segments, np.random.default_rng([self.seed, self.epoch, i]))
@@ -279,49 +284,67 @@ class FeatureDataset(torch.utils.data.Dataset):
                                                                       STREAM_DIM, path).T
         return torch.from_numpy(out).t()
 
-    def frame_labels(self, vid):
+    def frame_labels(self, vid, fps=FEATURE_FPS):
         """Snippet-level ground truth [T_v, C]: snippet i is labelled c when its centre,
-        (16 i + 8) / 25 s, lies inside an instance of c."""
+        (16 i + 8) / fps s, lies inside an instance of c (``fps``: the rate the features were extracted at)."""
         T_v = self.lengths[vid]
-        centre = (np.arange(T_v) * SNIPPET_FRAMES + SNIPPET_FRAMES / 2) / FEATURE_FPS   # [T_v] seconds
+        centre = (np.arange(T_v) * SNIPPET_FRAMES + SNIPPET_FRAMES / 2) / fps   # [T_v] seconds
         out = np.zeros((T_v, len(self.class_names)), dtype=np.float32)
         for c, t0, t1 in self.annotations[vid]:
             out[(centre >= t0) & (centre <= t1), c] = 1.0
         return out
 
 
-def make_synthetic_dataset(root, num_train=60, num_test=30, num_classes=6, length=(80, 200), noise=1.0,
-                           signal=0.1, seed=0, classes=THUMOS14_CLASSES, subsets=("validation", "test"),
-                           instance_length=(5, 30)):
-    """Write a small dataset in the real layout whose actions are learnable from video labels alone.
+@dataclass(frozen=True)
+class Synthetic:
+    """The shape of a generated dataset (make_synthetic_dataset): videos per split, classes used (the first
+    ``num_classes`` of ``classes``), snippets per video (``length``, inclusive range) and per instance
+    (``instance_length``), Gaussian ``noise`` and the class ``signal`` added to it, the gt.json subsets of
+    train and test (``subsets``), and the ``seed`` of it all."""
+    num_train: int = 60
+    num_test: int = 30
+    num_classes: int = 6
+    length: tuple = (80, 200)
+    noise: float = 1.0
+    signal: float = 0.1
+    seed: int = 0
+    classes: tuple = tuple(THUMOS14_CLASSES)
+    subsets: tuple = ("validation", "test")
+    instance_length: tuple = (5, 30)
+
+
+def make_synthetic_dataset(root, **shape):
+    """Write a small dataset in the real layout whose actions are learnable from video labels alone;
+    ``shape``: the fields of Synthetic (its defaults: a THUMOS14-like demo).
 
     Each class has its own direction in rgb and in flow feature space; an action snippet adds it
     (times ``signal``) to Gaussian noise, a background snippet adds a shared background direction.
     Videos hold 1-4 non-overlapping instances (``instance_length`` snippets; THUMOS14-like short ones by
     default, ActivityNet-like long ones when asked) of one class, a quarter of them of a second class too.
-    Videos use the first ``num_classes`` of ``classes``. Train and test videos are in the gt.json
-    subsets ``subsets`` (THUMOS14: "validation" and "test"; ActivityNet: "training" and "validation").
-    Returns root.
+    Train and test videos are in the gt.json subsets ``subsets`` (THUMOS14: "validation" and "test";
+    ActivityNet: "training" and "validation"). Returns root.
     """
-    rng = np.random.default_rng(seed)
-    classes = list(classes)[:num_classes]
+    spec = Synthetic(**shape)
+    rng = np.random.default_rng(spec.seed)
+    classes = list(spec.classes)[:spec.num_classes]
 
     def directions(n):                                             # [n, 1024], each of norm sqrt(1024)
         v = rng.standard_normal((n, STREAM_DIM))
         return v / np.linalg.norm(v, axis=1, keepdims=True) * np.sqrt(STREAM_DIM)
 
-    proto = {s: directions(num_classes) for s in ("rgb", "flow")}  # class directions, [C, 1024]
+    proto = {s: directions(spec.num_classes) for s in ("rgb", "flow")}  # class directions, [C, 1024]
     background = {s: directions(1)[0] for s in ("rgb", "flow")}
     database = {}
-    for split, subset, n in (("train", subsets[0], num_train), ("test", subsets[1], num_test)):
+    for split, subset, n in (("train", spec.subsets[0], spec.num_train), ("test", spec.subsets[1], spec.num_test)):
         vids = [f"video_{subset}_{i:04d}" for i in range(n)]
         for vid in vids:
-            T_v = int(rng.integers(length[0], length[1] + 1))
-            video_classes = rng.choice(num_classes, size=2 if rng.random() < 0.25 else 1, replace=False)
+            T_v = int(rng.integers(spec.length[0], spec.length[1] + 1))
+            video_classes = rng.choice(spec.num_classes, size=2 if rng.random() < 0.25 else 1, replace=False)
             owner = np.full(T_v, -1)                                   # class of each snippet, -1 background
             annotations = []
             for _ in range(int(rng.integers(1, 5))):
-                c, dur = int(rng.choice(video_classes)), int(rng.integers(instance_length[0], instance_length[1] + 1))
+                shortest, longest = spec.instance_length
+                c, dur = int(rng.choice(video_classes)), int(rng.integers(shortest, longest + 1))
                 start = int(rng.integers(0, max(1, T_v - dur)))
                 stop = min(T_v, start + dur)
                 if (owner[start:stop] >= 0).any():
@@ -333,7 +356,7 @@ def make_synthetic_dataset(root, num_train=60, num_test=30, num_classes=6, lengt
                              "annotations": annotations}
             for s in ("rgb", "flow"):
                 content = np.where((owner >= 0)[:, None], proto[s][np.maximum(owner, 0)], background[s])   # [T_v, 1024]
-                feat = noise * rng.standard_normal((T_v, STREAM_DIM)) + signal * content
+                feat = spec.noise * rng.standard_normal((T_v, STREAM_DIM)) + spec.signal * content
                 os.makedirs(os.path.join(root, "features", split, s), exist_ok=True)
                 np.save(os.path.join(root, "features", split, s, f"{vid}.npy"), feat.astype(np.float32))
         with open(os.path.join(root, f"split_{split}.txt"), "w") as f:

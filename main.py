@@ -3,40 +3,36 @@
     python main.py --data_path data/THUMOS14 --exp_name aicl --soft_nms            # train
     python main.py --data_path data/THUMOS14 --inference_only --soft_nms --model_file CKPT    # evaluate
 
-Every number of the recipe is an argparse default below; flag names follow the release.
+Every number of the recipe is an argparse default below; flag names follow the release. A setting comes
+from, in this order: its flag, the features' extraction.json (the frame rate), the checkpoint (--model_file,
+--resume), the --dataset defaults, the default below (settings.py). Evaluation and prediction: inference.py;
+the run's folder and logs: runs.py.
 """
 import argparse
-import contextlib
-import csv
-import io
 import math
 import os
-import shutil
 import signal
 import sys
-
-try:
-    import fcntl                                      # the run lock (POSIX); without it runs are not locked
-except ImportError:
-    fcntl = None
+from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 import checkpoint
 from checkpoint import build_model
-from dataset import (CLASS_COUNTS, FEATURE_FPS, SNIPPET_FRAMES, FeatureDataset, collate, load_class_names,
-                     load_features, load_joint_features, read_split, uniform_indices)
-from eval import THUMOS_TIOU, evaluate_detection, load_ground_truth, scored_subset
+from dataset import CLASS_COUNTS, FEATURE_FPS, collate, read_split
+from eval import THUMOS_TIOU
+from inference import (autocast, check_plot_videos, evaluate, feature_dataset, format_table, run_inference,
+                       write_results)
 from losses import RELEASE_WEIGHTS, total_loss
+from runs import (claim_output_dir, log_evaluation, log_line, log_metrics, log_warning, output_dir_lock,
+                  plot_consistent, read_log)
+from settings import resolve
 from utils.cli import run as run_cli
 from utils.device import resolve_device
-from utils.io import read_json, save_json, save_text
-from utils.plots import plot_series, plot_video
-from utils.proposals import localize, select_classes
+from utils.io import save_json
 
 
 # Settings that differ between datasets; a flag left unset takes its dataset's value. THUMOS14: the
@@ -154,7 +150,8 @@ def parse_args(argv=None):
     p.add_argument("--nms_alpha", type=float, default=0.35, help="soft-NMS decay: score *= exp(-IoU^2 / alpha)")
     p.add_argument("--feature_fps", type=float, default=FEATURE_FPS,
                    help="frame rate the features were extracted at (snippets of 16 frames): maps snippets to seconds "
-                        "(with --predict_dir: DIR/extraction.json's when present)")
+                        "(the extraction.json of the features read wins when present: DATA/features/{train,test}/ "
+                        "or --predict_dir DIR; see settings.py for the order of precedence)")
     p.add_argument("--short_videos", choices=["stretch", "keep"],
                    help="(*) a test video of at most T snippets: stretch it to T by repeating snippets (THUMOS14 "
                         "release) or keep its own length (SAL, CoLA on ActivityNet): stretch / keep")
@@ -220,257 +217,6 @@ def build_optimizer(args, model):
                             fused=True)
 
 
-def autocast(args, device):
-    """The forward pass's precision: bf16 autocast for --precision bf16, else a no-op context."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
-
-
-
-def localize_video(out, T_v, args):
-    """Post-processing of one video's model outputs: video scores s [C], kept classes, detections [N, 4]
-    (class, score, start s, end s) in the release's order."""
-    probs = torch.softmax(out["p"][0], dim=0).cpu().numpy()                 # [C] video scores
-    kept = select_classes(probs, args.class_th)
-    detections = localize(out["A_score"][0].cpu().numpy(), probs, kept, T_v,
-                          soft=args.soft_nms, nms_thresh=args.nms_thresh, alpha=args.nms_alpha,
-                          scale=args.scale, inflation=args.gamma, class_weight=args.class_weight,
-                          fps=args.feature_fps, frames_per_snippet=SNIPPET_FRAMES)   # [N, 4]
-    if args.min_score is not None:
-        detections = detections[detections[:, 1] >= args.min_score]
-    if args.top_k:
-        detections = detections[np.argsort(-detections[:, 1], kind="stable")[:args.top_k]]
-    return probs, kept, detections
-
-
-def as_records(detections, class_names):
-    """[N, 4] detections -> ActivityNet result records."""
-    return [{"label": class_names[int(c)], "score": float(s), "segment": [float(t0), float(t1)]}
-            for c, s, t0, t1 in detections]
-
-
-@torch.no_grad()
-def predict(model, dataset, args, device):
-    """Detections for every video of ``dataset`` (ActivityNet result form) and the classification and
-    binary-actionness accuracies (Table 5: A^bin and A_ca^bin against the frame-level ground truth at
-    the sampled snippets). Videos named in --plot_video get a figure."""
-    model.eval()
-    results, correct, hits, snippets = {}, 0, np.zeros(2), 0
-    loader = DataLoader(dataset, batch_size=1, num_workers=args.num_workers, collate_fn=collate)
-    for feats, label, vid, T_v in loader:
-        vid, T_v = vid[0], int(T_v[0])
-        with autocast(args, device):
-            out = model(feats.to(device))
-        probs, kept, detections = localize_video(out, T_v, args)
-        correct += set(kept.tolist()) == set(np.flatnonzero(label[0].numpy()).tolist())
-        action = dataset.frame_labels(vid).any(axis=1)[uniform_indices(T_v, args.num_segments, dataset.keep_short)]
-        for i, key in enumerate(("A_bin", "A_ca_bin")):
-            hits[i] += np.sum(out[key][0].cpu().numpy().astype(bool) == action)
-        snippets += len(action)
-        results[vid] = as_records(detections, dataset.class_names)
-        if vid in args.plot_video:
-            plot_detections(out, T_v, detections, dataset.class_names, args, vid,
-                            gt=[(dataset.class_names[c], t0, t1) for c, t0, t1 in dataset.annotations[vid]])
-    n = max(1, len(dataset))
-    A_bin_acc, A_ca_bin_acc = (hits / max(1, snippets)).tolist()
-    stats = {"cls_acc": correct / n, "A_bin_acc": A_bin_acc, "A_ca_bin_acc": A_ca_bin_acc}
-    return result_file(results), stats
-
-
-def result_file(results):
-    """The ActivityNet result form. "method" as well as "version": SAL's and CoLA's evaluators require
-    "method" and "results", the official one "version", "results" and "external_data"."""
-    return {"version": "AICL", "method": "AICL", "results": results, "external_data": {}}
-
-
-def plot_detections(out, T_v, detections, class_names, args, vid, gt=()):
-    """Figures 1/4 of the paper for one video: class-aware A, class-agnostic A_ca and the A_score of every
-    class that is kept (s_c >= class_th), detected or in the ground truth, each in its own panel, with the
-    ground truth and the top detections, as OUTPUT_DIR/EXP_NAME/plots/VID.png."""
-    curves = {"class-aware A": out["A"][0].cpu().numpy(), "class-agnostic A_ca": out["A_ca"][0].cpu().numpy()}
-    probs = torch.softmax(out["p"][0], dim=0).cpu().numpy()                 # [C] video scores
-    index = {name: c for c, name in enumerate(class_names)}
-    shown = [*select_classes(probs, args.class_th).tolist(), *(int(c) for c in detections[:, 0]),
-             *(index[label] for label, _, _ in gt)]
-    for c in dict.fromkeys(shown):
-        curves[f"A_score {class_names[c]} (s = {probs[c]:.2f})"] = out["A_score"][0, :, c].cpu().numpy()
-    seconds = T_v * SNIPPET_FRAMES / args.feature_fps / len(curves["class-aware A"])
-    path = os.path.join(args.output_dir, args.exp_name, "plots", f"{vid}.png")
-    plot_video(path, curves, seconds, list(gt), [(class_names[int(c)], s, t0, t1) for c, s, t0, t1 in detections],
-               title=vid)
-    return path
-
-
-def evaluate(model, dataset, args, device):
-    """Predict, then score with the ActivityNet protocol. Returns (metrics, predictions); metrics["subset"]
-    is the gt.json subset scored (SAL's "val" when gt.json names the validation videos so)."""
-    predictions, stats = predict(model, dataset, args, device)
-    subset = scored_subset(dataset.gt, args.test_subset)
-    # Classes with no ground truth in the subset do not enter the ActivityNet mAP (the demo data uses
-    # 6 of the 20 classes); leave them out here so the evaluator's error is kept for foreign files.
-    gt, subset = dataset.gt, scored_subset(dataset.gt, args.test_subset)
-    if dataset.split == "train":        # held-out training videos (--val_split/--val_fraction): exactly those
-        gt, subset = {"database": {v: dict(gt["database"][v], subset="held_out") for v in dataset.vids}}, "held_out"
-    gt_classes = set(load_ground_truth(gt, subset).classes)
-    scored = {vid: [d for d in dets if d["label"] in gt_classes] for vid, dets in predictions["results"].items()}
-    det = evaluate_detection(gt, scored, subset=subset, tiou_thresholds=args.tiou)
-    metrics = {"subset": subset, "tiou": list(args.tiou), "mAP": [float(m) for m in det["mAP"]],
-               "average_mAP": float(det["average_mAP"]), **stats,
-               "ap_per_class": {c: [float(a) for a in ap] for c, ap in det["ap_per_class"].items()}}
-    return metrics, predictions
-
-
-def format_table(metrics):
-    """The per-tIoU mAP (%) row of the paper's Table 1, with its averages."""
-    tiou, m = metrics["tiou"], np.array(metrics["mAP"]) * 100
-    head, row = ["tIoU"] + [f"{t:g}" for t in tiou], ["mAP(%)"] + [f"{v:.1f}" for v in m]
-    if tuple(tiou) == THUMOS_TIOU:
-        head += ["AVG(0.1:0.5)", "AVG(0.1:0.7)"]
-        row += [f"{m[:5].mean():.1f}", f"{m.mean():.1f}"]
-    else:
-        head.append("AVG")
-        row.append(f"{m.mean():.1f}")
-    width = [max(len(h), len(r)) for h, r in zip(head, row)]
-    table = "\n".join("  ".join(s.rjust(w) for s, w in zip(line, width)) for line in (head, row))
-    return (f"{table}\nclassification accuracy {metrics['cls_acc'] * 100:.1f}%; binary actionness accuracy "
-            f"against the frame labels (Table 5): A^bin {metrics['A_bin_acc'] * 100:.1f}%, "
-            f"A_ca^bin {metrics['A_ca_bin_acc'] * 100:.1f}%")
-
-
-def write_results(out_dir, metrics, predictions):
-    save_json(predictions, os.path.join(out_dir, "predictions.json"))
-    save_json(metrics, os.path.join(out_dir, "metrics.json"))
-
-
-def dataset_class_names(args):
-    """The classes of the dataset at --data_path: --class_names FILE, else DATA/classes.txt when it exists
-    (a dataset of one's own, as scripts/build_dataset.py writes it), else the --dataset list."""
-    path = args.class_names or os.path.join(args.data_path, "classes.txt")
-    if not args.class_names and not os.path.isfile(path):
-        return load_class_names(args.data_path, args.dataset)
-    names = checkpoint.read_class_names(path)
-    print(f"class list: the {len(names)} classes of {path}")
-    return names
-
-
-def run_inference(args, device):
-    """Evaluate --model_file (default OUTPUT_DIR/EXP_NAME/best.pt) on the test split, or localize actions in
-    --predict_dir, with the settings the checkpoint carries unless given on the command line."""
-    out_dir = os.path.join(args.output_dir, args.exp_name)
-    model_file = args.model_file or os.path.join(out_dir, "best.pt")
-    state = checkpoint.load(model_file)
-    checkpoint.restore(args, state, model_file)
-    if args.predict_dir and os.path.isfile(os.path.join(out_dir, "last.pt")) and not args.overwrite:
-        raise ValueError(f"{out_dir} holds a training run: the detections of {model_file} on {args.predict_dir} "
-                         f"would replace its predictions.json; give another --exp_name (or --overwrite)")
-    if args.predict_dir:
-        return predict_folder(args, device, state, model_file, out_dir)
-    class_names = checkpoint.class_names_of(state, model_file, args.class_names,
-                                            dataset_class_names(args))
-    test_set = feature_dataset(args, "test", class_names)
-    check_plot_videos(args.plot_video, test_set.vids, f"the test split of {args.data_path}")
-    model = checkpoint.load_model(state, args, len(class_names), device, model_file)
-    metrics, predictions = evaluate(model, test_set, args, device)
-    # A run's own metrics.json / predictions.json (its best step) are never replaced by a later evaluation.
-    eval_dir = os.path.join(out_dir, "eval_" + os.path.splitext(os.path.basename(model_file))[0])
-    write_results(eval_dir, metrics, predictions)
-    print(f"model {model_file} on {args.data_path} ({len(test_set)} test videos, gt.json subset "
-          f"{metrics['subset']!r})")
-    print(format_table(metrics))
-    print(f"predictions and metrics written to {eval_dir}/")
-    return metrics
-
-
-def check_plot_videos(plot_video, vids, where):
-    unknown = sorted(set(plot_video) - set(vids))
-    if unknown:
-        raise ValueError(f"--plot_video: {', '.join(unknown)} not among the {len(vids)} videos of {where}")
-
-
-@torch.no_grad()
-def predict_folder(args, device, state, model_file, out_dir):
-    """Localize actions in videos without ground truth: predictions.json, detections.csv and, with
-    --plot (or --plot_video VID), one PNG per video under OUTPUT_DIR/EXP_NAME/."""
-    class_names = checkpoint.class_names_of(state, model_file, args.class_names)
-    model = checkpoint.load_model(state, args, len(class_names), device, model_file)
-    model.eval()
-    videos = feature_files(args.predict_dir)
-    if args.predict_videos:
-        missing = sorted(set(args.predict_videos) - set(videos))
-        if missing:
-            raise FileNotFoundError(f"{args.predict_dir}: no features of video(s) {missing[:3]}")
-        videos = {v: videos[v] for v in args.predict_videos}
-    check_plot_videos(args.plot_video, videos, args.predict_dir)
-    snippet_timing(args)
-    results, table = {}, io.StringIO()
-    rows = csv.writer(table, lineterminator="\n")
-    rows.writerow(["video", "label", "start", "end", "score"])
-    for vid, read in videos.items():
-        feats = read()                                                    # [T_v, 2048]
-        x = torch.from_numpy(feats[uniform_indices(len(feats), args.num_segments, args.short_videos == "keep")])
-        x = x[None].to(device)                                            # [1, T or T_v, 2048]
-        with autocast(args, device):
-            out = model(x)
-        _, _, detections = localize_video(out, len(feats), args)
-        results[vid] = as_records(detections, class_names)
-        rows.writerows([vid, d["label"], f"{d['segment'][0]:.2f}", f"{d['segment'][1]:.2f}", f"{d['score']:.4f}"]
-                       for d in results[vid])
-        if args.plot or vid in args.plot_video:
-            plot_detections(out, len(feats), detections, class_names, args, vid)
-    save_json(result_file(results), os.path.join(out_dir, "predictions.json"))
-    save_text(table.getvalue(), os.path.join(out_dir, "detections.csv"))
-    n_detections = sum(map(len, results.values()))
-    n_detected = len({d["label"] for dets in results.values() for d in dets})
-    print(f"{len(videos)} videos, {n_detections} detections of {n_detected} classes (of the checkpoint's "
-          f"{len(class_names)}) written to {out_dir}/predictions.json and detections.csv"
-          + (f", figures in {out_dir}/plots/" if args.plot or args.plot_video else ""))
-    return results
-
-
-def snippet_timing(args):
-    """Take the snippet grid of features extracted by ``python -m features`` from DIR/extraction.json
-    (its fps; 16-frame snippets are required), unless --feature_fps was given."""
-    path = os.path.join(args.predict_dir, "extraction.json")
-    if not os.path.isfile(path) or "feature_fps" in args.explicit:
-        return
-    saved = read_json(path)
-    settings = saved.get("settings") if isinstance(saved, dict) else None
-    settings = settings if isinstance(settings, dict) else {}
-    if settings.get("snippet_frames") != SNIPPET_FRAMES or not isinstance(settings.get("fps"), (int, float)):
-        raise ValueError(f"{path}: expected settings with fps and snippet_frames {SNIPPET_FRAMES}, "
-                         f"found {settings.get('fps')!r} and {settings.get('snippet_frames')!r}")
-    args.feature_fps = settings["fps"]
-    print(f"snippet timing from {path}: {SNIPPET_FRAMES} frames at {args.feature_fps:g} fps")
-
-
-def feature_files(folder):
-    """{video id: loader of [T_v, 2048] features} for rgb/VID.npy + flow/VID.npy or VID.npy files."""
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"{folder}: folder not found")
-    if os.path.isdir(os.path.join(folder, "rgb")) and any(f.endswith(".npy") for f in os.listdir(folder)):
-        raise ValueError(f"{folder}: holds both rgb/ (+ flow/) and VID.npy files; keep one layout per folder")
-    if os.path.isdir(os.path.join(folder, "rgb")):
-        vids = sorted(f[:-4] for f in os.listdir(os.path.join(folder, "rgb")) if f.endswith(".npy"))
-        videos = {v: (lambda v=v: load_features(folder, v)) for v in vids}
-    else:
-        vids = sorted(f[:-4] for f in os.listdir(folder) if f.endswith(".npy"))
-        videos = {v: (lambda v=v: load_joint_features(os.path.join(folder, f"{v}.npy"))) for v in vids}
-    if not videos:
-        raise ValueError(f"{folder}: no feature files (expected rgb/VID.npy + flow/VID.npy, or VID.npy of width 2048)")
-    return videos
-
-
-def feature_dataset(args, split, class_names, sampling=None, only=None):
-    """The train ('random' sampling) or test ('uniform') split, or ``only`` some of its videos with the
-    ``sampling`` given; its feature cache said in the log."""
-    sampling = sampling or ("random" if split == "train" else "uniform")
-    ds = FeatureDataset(args.data_path, split, args.num_segments, sampling, class_names, args.seed, only=only,
-                        keep_short=args.short_videos == "keep", cache=args.feature_cache)
-    where = "in memory" if ds.cache == "memory" else "memory-mapped, read when sampled"
-    print(f"{split} features: {len(ds)} videos, {ds.feature_bytes / 2 ** 30:.2f} GiB as float32, {where} "
-          f"({ds.cache_reason})")
-    return ds
-
-
 def train_step(model, optimizer, feats, labels, args):
     """One optimisation step on a batch (feats [B, T, 2048], labels [B, C]). Returns the loss terms as
     floats and the mean number of consistent snippets per video (both branches agree: Fig. 3)."""
@@ -511,113 +257,189 @@ class StopRequest:
             signal.signal(s, handler)
 
 
-def train(args, device, resumed=None):
-    """Train, evaluating every --detection_inf_step steps on the selection set (test, as the release does,
-    or training videos held out by --val_split/--val_fraction); ``resumed`` is the --resume checkpoint."""
-    from torch.utils.tensorboard import SummaryWriter
+@dataclass
+class Progress:
+    """Where a training run stands; last.pt keeps what --resume needs to continue from here."""
+    step: int = 0
+    best_mAP: float = -1.0
+    best_metrics: dict = None
+    consistent: list = field(default_factory=list)   # [step, consistent snippets per video] (Fig. 3)
+    best_file: str = None                            # where the best checkpoint so far lives
+    history: list = field(default_factory=list)      # log.csv rows so far
+    window: list = field(default_factory=list)       # loss terms since the last evaluation
 
+    @classmethod
+    def resumed(cls, state, resume):
+        """The progress that --resume's last.pt (``state``, read from ``resume``) saved, with its log."""
+        folder = os.path.dirname(resume)
+        best_file = os.path.join(folder, "best.pt")
+        best_file = best_file if state["best_metrics"] is not None and os.path.isfile(best_file) else None
+        return cls(step=state["step"], best_mAP=state["best_mAP"], best_metrics=state["best_metrics"],
+                   consistent=state["consistent"], best_file=best_file, history=read_log(folder, state["step"]))
+
+
+@dataclass
+class Training:
+    """A training run: its settings, folder, data, model, optimizer and progress."""
+    args: object
+    out_dir: str
+    class_names: list
+    train_set: object
+    select_set: object                               # where best.pt is selected: test, or held-out videos
+    test_set: object
+    model: object
+    optimizer: object
+    progress: Progress
+
+    @property
+    def select_name(self):
+        return "test" if self.select_set is self.test_set else "val"
+
+    @property
+    def steps_per_epoch(self):
+        return math.ceil(len(self.train_set) / self.args.batch_size)
+
+    @property
+    def total_steps(self):
+        args = self.args
+        total = self.steps_per_epoch * args.num_epochs if args.num_epochs else args.max_steps
+        return min(total, args.max_steps) if args.max_steps else total
+
+
+def start_training(args, device, class_names, resumed=None):
+    """Claim the run's folder and set up its data, model, optimizer and progress (``resumed``: the --resume
+    checkpoint, whose optimizer, RNG state and progress come back)."""
     out_dir = os.path.join(args.output_dir, args.exp_name)
     if resumed is None or os.path.abspath(out_dir) != os.path.dirname(os.path.abspath(args.resume)):
         claim_output_dir(out_dir, args.overwrite)
-    class_names = dataset_class_names(args)
     train_ids, held_out = held_out_videos(args)
     train_set = feature_dataset(args, "train", class_names, only=train_ids)
-    test_set = feature_dataset(args, "test", class_names)
-    select_set, select_name = test_set, "test"
+    warn_long_segments(args.num_segments, train_set.lengths.values(), out_dir)
+    test_set = select_set = feature_dataset(args, "test", class_names)
     if held_out:
         select_set = feature_dataset(args, "train", class_names, sampling="uniform", only=held_out)
-        select_name = "val"
     check_plot_videos(args.plot_video, test_set.vids, f"the test split of {args.data_path}")
     if resumed is None:
         model = build_model(args, len(class_names)).to(device)
     else:                                             # the RNG state comes back with the checkpoint below
         model = checkpoint.load_model(resumed, args, len(class_names), device, args.resume)
     optimizer = build_optimizer(args, model)
-    steps_per_epoch = math.ceil(len(train_set) / args.batch_size)
-    total_steps = steps_per_epoch * args.num_epochs if args.num_epochs else args.max_steps
-    if args.max_steps:
-        total_steps = min(total_steps, args.max_steps)
-    step, best_mAP, best_metrics, consistent = 0, -1.0, None, []   # consistent: [step, snippets] (Fig. 3)
-    best_file = None                                                # where the best checkpoint so far lives
+    progress = Progress()
     if resumed is not None:
         optimizer.load_state_dict(resumed["optimizer"])
-        step, best_mAP, best_metrics = resumed["step"], resumed["best_mAP"], resumed["best_metrics"]
-        consistent = resumed["consistent"]
+        progress = Progress.resumed(resumed, args.resume)
         torch.set_rng_state(resumed["torch_rng"])
-        if best_metrics is not None and os.path.isfile(os.path.join(os.path.dirname(args.resume), "best.pt")):
-            best_file = os.path.join(os.path.dirname(args.resume), "best.pt")
-    history = read_log(os.path.dirname(args.resume), step) if args.resume else []   # log.csv rows so far
-    window = []                                                    # loss terms since the last evaluation
+    return Training(args, out_dir, class_names, train_set, select_set, test_set, model, optimizer, progress)
 
-    def save(name, resumable=False):
-        """best.pt: what inference needs; last.pt also what resuming needs (the optimizer's state)."""
-        state = dict(optimizer=optimizer, best_mAP=best_mAP, consistent=consistent,
-                     torch_rng=torch.get_rng_state()) if resumable else {}
-        checkpoint.save(os.path.join(out_dir, name), model, args, class_names, step=step, best_metrics=best_metrics,
-                        **state)
 
-    log_line(out_dir, f"training on {len(train_set)} videos ({steps_per_epoch} steps/epoch, {total_steps} steps) "
-                      f"on {device}; " + (f"best.pt selected on {len(select_set)} held-out training videos, test "
-                                          f"scored once at the end" if held_out
-                                          else "best.pt selected by test mAP (the release's recipe)"))
-    if step == 0:
-        metrics, _ = evaluate(model, select_set, args, device)
-        log_evaluation(out_dir, history, step, metrics, window)
-        log_line(out_dir, f"step 0 (untrained): {select_name} mAP {metrics['average_mAP'] * 100:.2f}  "
-                          f"cls_acc {metrics['cls_acc'] * 100:.1f}")
-    writer = SummaryWriter(os.path.join(out_dir, "logs"), purge_step=step or None)   # a resumed run drops later events
-    bar = tqdm(total=total_steps, initial=step, dynamic_ncols=True, disable=None)   # terminal only: off when piped
+def warn_long_segments(num_segments, lengths, out_dir):
+    """Warn when T is over twice the longest training video: training then samples each snippet many times."""
+    lengths = list(lengths)
+    if lengths and num_segments > 2 * max(lengths):
+        log_warning(out_dir, f"warning: --num_segments {num_segments} is over twice the longest training video "
+                             f"({max(lengths)} snippets), so each snippet is sampled many times; consider "
+                             f"--num_segments near the median length, {int(np.median(lengths))}")
+
+
+def save_checkpoint(run, name, resumable=False):
+    """best.pt: what inference needs; last.pt (``resumable``) also what resuming needs (the optimizer's state)."""
+    p = run.progress
+    state = dict(optimizer=run.optimizer, best_mAP=p.best_mAP, consistent=p.consistent,
+                 torch_rng=torch.get_rng_state()) if resumable else {}
+    checkpoint.save(os.path.join(run.out_dir, name), run.model, run.args, run.class_names, step=p.step,
+                    best_metrics=p.best_metrics, **state)
+
+
+def evaluation_step(run, writer, device):
+    """Evaluate on the selection set, log, keep best.pt (and, selecting on test, its results), save last.pt."""
+    p, name = run.progress, run.select_name
+    metrics, predictions = evaluate(run.model, run.select_set, run.args, device)
+    log_metrics(writer, metrics, p.step, name)
+    log_evaluation(run.out_dir, p.history, p.step, metrics, p.window)
+    p.window = []
+    if metrics["average_mAP"] > p.best_mAP:
+        p.best_mAP = metrics["average_mAP"]
+        p.best_metrics = dict(metrics, step=p.step, selected_on=name)
+        save_checkpoint(run, "best.pt")
+        p.best_file = os.path.join(run.out_dir, "best.pt")
+        if name == "test":
+            write_results(run.out_dir, p.best_metrics, predictions)
+    save_checkpoint(run, "last.pt", resumable=True)
+    save_json(dict(metrics, step=p.step, split=name), os.path.join(run.out_dir, "last_metrics.json"))
+    plot_consistent(p.consistent, run.args, os.path.join(run.out_dir, "consistent_segments.png"))
+    log_line(run.out_dir, f"step {p.step}: {name} mAP {metrics['average_mAP'] * 100:.2f}  "
+                          f"best {p.best_mAP * 100:.2f}  cls_acc {metrics['cls_acc'] * 100:.1f}  "
+                          f"loss {p.history[-1]['total']:.4f}")
+
+
+def training_steps(run, device, writer, bar, stop):
+    """Step until the last step or a stop request, evaluating every --detection_inf_step steps."""
+    args, p, total = run.args, run.progress, run.total_steps
+    while p.step < total and not stop.signum:
+        epoch = p.step // run.steps_per_epoch
+        run.train_set.set_epoch(epoch)
+        batches = epoch_batches(len(run.train_set), args.batch_size, args.seed, epoch)[p.step % run.steps_per_epoch:]
+        for feats, labels, _, _ in DataLoader(run.train_set, batch_sampler=batches, num_workers=args.num_workers,
+                                               collate_fn=collate):
+            terms, n_consistent = train_step(run.model, run.optimizer, feats.to(device), labels.to(device), args)
+            p.step += 1
+            p.window.append(terms)
+            p.consistent.append([p.step, n_consistent])
+            for k, v in terms.items():
+                writer.add_scalar(f"loss/{k}", v, p.step)
+            writer.add_scalar("mining/consistent_snippets", n_consistent, p.step)
+            bar.update(1)
+            bar.set_postfix({k: f"{terms[k]:.3f}" for k in ("total", "L_a", "L_ca", "L_mc", "L_ac", "L_c")})
+            if p.step % args.detection_inf_step == 0 or p.step == total:
+                evaluation_step(run, writer, device)
+            if p.step == total or stop.signum:
+                break
+
+
+def train(args, device, class_names, resumed=None):
+    """Train, evaluating every --detection_inf_step steps on the selection set (test, as the release does,
+    or training videos held out by --val_split/--val_fraction); ``resumed`` is the --resume checkpoint.
+    Returns the metrics of best.pt (None when no evaluation ran)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    run = start_training(args, device, class_names, resumed)
+    p, held_out = run.progress, run.select_name == "val"
+    log_line(run.out_dir, f"training on {len(run.train_set)} videos ({run.steps_per_epoch} steps/epoch, "
+                          f"{run.total_steps} steps) on {device}; " +
+             (f"best.pt selected on {len(run.select_set)} held-out training videos, test scored once at the end"
+              if held_out else "best.pt selected by test mAP (the release's recipe)"))
+    if p.step == 0:
+        metrics, _ = evaluate(run.model, run.select_set, args, device)
+        log_evaluation(run.out_dir, p.history, p.step, metrics, p.window)
+        log_line(run.out_dir, f"step 0 (untrained): {run.select_name} mAP {metrics['average_mAP'] * 100:.2f}  "
+                              f"cls_acc {metrics['cls_acc'] * 100:.1f}")
+    # a resumed run drops later events; the bar is for a terminal only (off when piped)
+    writer = SummaryWriter(os.path.join(run.out_dir, "logs"), purge_step=p.step or None)
+    bar = tqdm(total=run.total_steps, initial=p.step, dynamic_ncols=True, disable=None)
     with StopRequest() as stop:
-        while step < total_steps and not stop.signum:
-            epoch = step // steps_per_epoch
-            train_set.set_epoch(epoch)
-            batches = epoch_batches(len(train_set), args.batch_size, args.seed, epoch)[step % steps_per_epoch:]
-            for feats, labels, _, _ in DataLoader(train_set, batch_sampler=batches, num_workers=args.num_workers,
-                                                   collate_fn=collate):
-                terms, n_consistent = train_step(model, optimizer, feats.to(device), labels.to(device), args)
-                step += 1
-                window.append(terms)
-                consistent.append([step, n_consistent])
-                for k, v in terms.items():
-                    writer.add_scalar(f"loss/{k}", v, step)
-                writer.add_scalar("mining/consistent_snippets", n_consistent, step)
-                bar.update(1)
-                bar.set_postfix({k: f"{terms[k]:.3f}" for k in ("total", "L_a", "L_ca", "L_mc", "L_ac", "L_c")})
-                if step % args.detection_inf_step == 0 or step == total_steps:
-                    metrics, predictions = evaluate(model, select_set, args, device)
-                    log_metrics(writer, metrics, step, select_name)
-                    log_evaluation(out_dir, history, step, metrics, window)
-                    window = []
-                    if metrics["average_mAP"] > best_mAP:
-                        best_mAP = metrics["average_mAP"]
-                        best_metrics = dict(metrics, step=step, selected_on=select_name)
-                        save("best.pt")
-                        best_file = os.path.join(out_dir, "best.pt")
-                        if not held_out:
-                            write_results(out_dir, best_metrics, predictions)
-                    save("last.pt", resumable=True)
-                    save_json(dict(metrics, step=step, split=select_name), os.path.join(out_dir, "last_metrics.json"))
-                    plot_consistent(consistent, args, os.path.join(out_dir, "consistent_segments.png"))
-                    log_line(out_dir, f"step {step}: {select_name} mAP {metrics['average_mAP'] * 100:.2f}  "
-                                      f"best {best_mAP * 100:.2f}  cls_acc {metrics['cls_acc'] * 100:.1f}  "
-                                      f"loss {history[-1]['total']:.4f}")
-                if step == total_steps or stop.signum:
-                    break
+        training_steps(run, device, writer, bar, stop)
     bar.close()
     writer.close()
     if stop.signum:
-        save("last.pt", resumable=True)
-        print(f"interrupted by {signal.Signals(stop.signum).name} after step {step}; resumable checkpoint "
-              f"written: continue with --resume {out_dir}/last.pt", file=sys.stderr)
+        save_checkpoint(run, "last.pt", resumable=True)
+        print(f"interrupted by {signal.Signals(stop.signum).name} after step {p.step}; resumable checkpoint "
+              f"written: continue with --resume {run.out_dir}/last.pt", file=sys.stderr)
         raise SystemExit(128 + stop.signum)
-    if best_file is None:
-        return best_metrics
-    if held_out:
-        best_metrics = test_best(best_file, args, test_set, device, out_dir)
-        print(f"best checkpoint (by validation mAP on {len(select_set)} held-out training videos): {best_file}, "
-              f"step {best_metrics['step']}; test, scored once:")
+    return finish_training(run, device)
+
+
+def finish_training(run, device):
+    """The metrics of best.pt: on test as selected, or (held-out selection) scored once on test now."""
+    p = run.progress
+    if p.best_file is None:
+        return p.best_metrics
+    if run.select_name == "val":
+        best_metrics = test_best(p.best_file, run.args, run.test_set, device, run.out_dir)
+        print(f"best checkpoint (by validation mAP on {len(run.select_set)} held-out training videos): "
+              f"{p.best_file}, step {best_metrics['step']}; test, scored once:")
     else:
-        print(f"best checkpoint (by test mAP, as the release selects): {best_file}, step {best_metrics['step']}")
+        best_metrics = p.best_metrics
+        print(f"best checkpoint (by test mAP, as the release selects): {p.best_file}, step {best_metrics['step']}")
     print(format_table(best_metrics))
     return best_metrics
 
@@ -657,110 +479,34 @@ def held_out_videos(args):
     return [v for v in train_ids if v not in held], held
 
 
-RUN_OUTPUTS = ("best.pt", "last.pt", "metrics.json", "last_metrics.json", "predictions.json", "log.csv",
-               "consistent_segments.png", "logs", "plots")
+class Result(dict):
+    """What ``main`` returns: a dict, as before (training: the metrics of best.pt, {} when no evaluation ran;
+    evaluation: its metrics; --predict_dir: the detections per video), and ``out_dir``, the folder the
+    command wrote into (scripts/tables.py and seeds.py read last_metrics.json there)."""
 
-
-@contextlib.contextmanager
-def output_dir_lock(out_dir):
-    """Hold an exclusive lock on the run's folder while training in it, so that a second run started into
-    it stops at once, before it removes or writes anything, even while the first has written nothing yet
-    (its step-0 evaluation). The lock goes with the process; a folder created here and left empty is
-    removed again."""
-    created = not os.path.isdir(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    fd = os.open(out_dir, os.O_RDONLY)
-    try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ValueError(f"{out_dir}: another run is training in this folder; wait for it to end, or "
-                                 f"choose another --exp_name / --output_dir") from None
-        yield
-    finally:
-        os.close(fd)
-        if created and not os.listdir(out_dir):
-            os.rmdir(out_dir)
-
-
-def claim_output_dir(out_dir, overwrite):
-    """A new run needs a folder without another run's outputs; --overwrite removes them first (so that
-    the tensorboard curves of two runs never interleave)."""
-    present = [f for f in RUN_OUTPUTS if os.path.lexists(os.path.join(out_dir, f))]
-    if present and not overwrite:
-        hint = f"continue it with --resume {out_dir}/last.pt, " if "last.pt" in present else ""
-        raise ValueError(f"{out_dir} already holds a run ({', '.join(present)}): {hint}replace it with --overwrite, "
-                         f"or choose another --exp_name / --output_dir")
-    if os.path.isfile(os.path.join(out_dir, "log.txt")):   # alone: the log of a start stopped before its first step
-        os.remove(os.path.join(out_dir, "log.txt"))
-    if not present:
-        return
-    for f in present:
-        path = os.path.join(out_dir, f)
-        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
-    print(f"--overwrite: removed {', '.join(present)} from {out_dir}")
-
-
-def plot_consistent(consistent, args, path):
-    """Fig. 3: consistent snippets per video (both branches agree) over the training steps."""
-    steps, counts = zip(*consistent)
-    plot_series(path, {"consistent snippets": (list(steps), list(counts))}, "step",
-                f"snippets per video (of T = {args.num_segments})", title="Consistent segments during training")
-
-
-def log_line(out_dir, line):
-    """A line for the terminal (above the progress bar) and for OUTPUT_DIR/EXP_NAME/log.txt."""
-    tqdm.write(line)
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "log.txt"), "a") as f:
-        f.write(line + "\n")
-
-
-def log_evaluation(out_dir, history, step, metrics, window):
-    """Append one row to ``history`` and rewrite OUTPUT_DIR/EXP_NAME/log.csv atomically: the step, each loss
-    term averaged over the steps since the last evaluation (``window``: their term dicts; empty at step 0),
-    the mAP at each tIoU, its average and the accuracies."""
-    row = {"step": step, **(pd.DataFrame(window).mean().to_dict() if window else {})}
-    row.update({f"mAP@{t:g}": m for t, m in zip(metrics["tiou"], metrics["mAP"])})
-    row.update({k: metrics[k] for k in ("average_mAP", "cls_acc", "A_bin_acc", "A_ca_bin_acc")})
-    history.append(row)
-    save_text(pd.DataFrame(history).to_csv(index=False), os.path.join(out_dir, "log.csv"))
-
-
-def read_log(folder, step):
-    """The log.csv rows of ``folder`` up to ``step`` (a resumed run continues its log), [] without one."""
-    path = os.path.join(folder, "log.csv")
-    if not os.path.isfile(path):
-        return []
-    return pd.read_csv(path).query("step <= @step").to_dict("records")
-
-
-def log_metrics(writer, metrics, step, split="test"):
-    writer.add_scalar(f"{split}/average_mAP", metrics["average_mAP"], step)
-    writer.add_scalar(f"{split}/cls_acc", metrics["cls_acc"], step)
-    for t, m in zip(metrics["tiou"], metrics["mAP"]):
-        writer.add_scalar(f"{split}/mAP@{t:g}", m, step)
+    def __init__(self, value, out_dir):
+        super().__init__(value or {})
+        self.out_dir = out_dir
 
 
 def main(argv=None):
     args = parse_args(argv)
-    resumed = None
-    if args.resume:                                   # the run's settings come back before anything uses them
-        resumed = checkpoint.load(args.resume)
-        checkpoint.restore_run(args, resumed, args.resume)
+    set_gpu_numerics(args.strict_fp32)                # before anything is read (again below: a resumed run's)
+    run = resolve(args)                               # the run's settings, from here on read-only
+    args = run.args
     torch.manual_seed(args.seed)
     set_gpu_numerics(args.strict_fp32)
     device = resolve_device(args.device)
     if args.inference_only:
-        return run_inference(args, device)
-    with output_dir_lock(os.path.join(args.output_dir, args.exp_name)):
-        return train(args, device, resumed)
+        return Result(*run_inference(args, device, run.state, run.class_names))
+    out_dir = os.path.join(args.output_dir, args.exp_name)
+    with output_dir_lock(out_dir):
+        return Result(train(args, device, run.class_names, run.state if args.resume else None), out_dir)
 
 
 def cli(argv=None):
     """main() for the command line (utils.cli.run). Once training runs, StopRequest saves last.pt on Ctrl-C;
-    an interrupt reaching here came before the first step."""
+    an interrupt reaching here came before the first training step."""
     return run_cli(main, argv, interrupted="interrupted (Ctrl-C) before the first training step; nothing to resume")
 
 

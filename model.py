@@ -118,18 +118,19 @@ class AICL(nn.Module):
         # Under bf16 autocast only the convolutions above run in bf16; from the heads on (actionness,
         # top-k, mining, and the losses computed from these outputs) everything is float32.
         with torch.autocast(x.device.type, enabled=False):
-            return derive_outputs(cas.float().transpose(1, 2), A_R.float(), A_F.float(),
-                                  E.float().transpose(1, 2), E_R.float().transpose(1, 2), E_F.float().transpose(1, 2),
-                                  gamma=self.gamma, k_mil=max(1, T // self.topk_ratio),
+            heads = dict(cas=cas.float().transpose(1, 2), A_R=A_R.float(), A_F=A_F.float(),
+                         E=E.float().transpose(1, 2), E_R=E_R.float().transpose(1, 2), E_F=E_F.float().transpose(1, 2))
+            return derive_outputs(heads, gamma=self.gamma, k_mil=max(1, T // self.topk_ratio),
                                   k_mine=max(1, T // self.mine_ratio))
 
 
-def derive_outputs(cas, A_R, A_F, E, E_R, E_F, gamma, k_mil, k_mine):
+def derive_outputs(heads, gamma, k_mil, k_mine):
     """Everything computed from the heads: actionness, A_score, top-k pooling and mining.
 
-    cas [B, T, C]; A_R, A_F [B, T]; E, E_R, E_F [B, T, D]. Separate from ``forward`` so that the
-    losses can be checked on given head outputs (the golden values of the release).
+    heads: {"cas": [B, T, C], "A_R", "A_F": [B, T], "E", "E_R", "E_F": [B, T, D]}. Separate from ``forward``
+    so that the losses can be checked on given head outputs (the golden values of the release).
     """
+    cas, A_R, A_F, E, E_R, E_F = (heads[k] for k in ("cas", "A_R", "A_F", "E", "E_R", "E_F"))
     A = torch.sigmoid(cas.sum(dim=2))                            # [B, T]  class-aware actionness
     A_ca = (A_R + A_F) / 2                                       # [B, T]  class-agnostic actionness
     A_score = actionness_score(cas, A_ca, gamma)                 # [B, T, C]

@@ -45,6 +45,8 @@ from torch.utils.data import DataLoader
 
 import _repo  # noqa: E402,F401  (the repository root on sys.path)
 
+import checkpoint  # noqa: E402
+import inference  # noqa: E402
 import main  # noqa: E402
 from dataset import (STREAM_DIM, THUMOS14_CLASSES, FeatureDataset, collate, make_synthetic_dataset,  # noqa: E402
                      read_split)
@@ -97,7 +99,7 @@ def conv_floor(args, device, as_run=False):
     params = [p for conv in convs for p in conv.parameters()]
 
     def run():
-        with main.autocast(args, device):
+        with inference.autocast(args, device):
             outs = [early_fusion_conv(convs[0], inputs[1], inputs[2]) if as_run else convs[0](inputs[0])]
             outs += [conv(x) for conv, x in zip(convs[1:], inputs[1:])]   # [B, D, T] each
         torch.autograd.grad(outs, params, [torch.ones_like(o) for o in outs])
@@ -127,7 +129,7 @@ def bench_train(args, device, train_set, steps, precisions=("fp32", "bf16")):
     models, optimizers, floors, as_run = {}, {}, {}, {}
     for p, a in settings.items():
         torch.manual_seed(a.seed)
-        models[p] = main.build_model(a, len(THUMOS14_CLASSES)).to(device)
+        models[p] = checkpoint.build_model(a, len(THUMOS14_CLASSES)).to(device)
         optimizers[p] = main.build_optimizer(a, models[p])
         floors[p], as_run[p] = conv_floor(a, device), conv_floor(a, device, as_run=True)
     batches = main.epoch_batches(len(train_set), args.batch_size, args.seed, 0)
@@ -160,14 +162,14 @@ def bench_test_pass(args, device, model, test_set):
     def forward_only():
         with torch.no_grad():
             for feats, _, _, _ in DataLoader(test_set, batch_size=1, num_workers=args.num_workers, collate_fn=collate):
-                with main.autocast(args, device):
+                with inference.autocast(args, device):
                     model(feats.to(device))
 
     forward_s = min(timed(forward_only, device, 2))
     outcome = {}
 
     def full():
-        outcome["metrics"], outcome["predictions"] = main.evaluate(model, test_set, args, device)
+        outcome["metrics"], outcome["predictions"] = inference.evaluate(model, test_set, args, device)
 
     full_s = min(timed(full, device, 2))
     detections = sum(map(len, outcome["predictions"]["results"].values())) / len(test_set)
@@ -270,7 +272,7 @@ def anet_cache_run(root, cache, workers, steps, cold):
     start = time.perf_counter()
     train_set = FeatureDataset(root, "train", args.num_segments, "random", ANET_CLASSES, args.seed, cache=cache)
     init_s = time.perf_counter() - start
-    model = main.build_model(args, len(ANET_CLASSES))
+    model = checkpoint.build_model(args, len(ANET_CLASSES))
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     batches = [b for epoch in range(steps + 2) for b in main.epoch_batches(len(train_set), args.batch_size,
                                                                            args.seed, epoch)

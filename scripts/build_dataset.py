@@ -31,7 +31,6 @@ import pandas as pd
 import _repo  # noqa: E402,F401  (the repository root on sys.path)
 
 from checkpoint import read_class_names  # noqa: E402
-from dataset import FEATURE_FPS  # noqa: E402
 from utils.io import read_json  # noqa: E402
 from features.extract import add_arguments, check_weights, extract, list_videos, options  # noqa: E402
 from features.video import VideoError, probe  # noqa: E402
@@ -258,11 +257,9 @@ def build(args):
         vids = sorted(table.loc[table.subset == subset, "video"].unique())
         save_text("".join(f"{v}\n" for v in vids), os.path.join(args.out, f"split_{split}.txt"))
     save_text("".join(f"{c}\n" for c in classes), os.path.join(args.out, "classes.txt"))
-    command = [f"DATA_PATH={args.out} bash scripts/train.sh"]
+    command = [f"DATA_PATH={args.out} bash scripts/train.sh"]   # the fps travels in features/*/extraction.json
     train_lengths = [lengths[v] for v in table.loc[table.subset == args.train_subset, "video"].unique()]
     command.append(f"--num_segments {suggested_segments(train_lengths)}")
-    if args.fps != FEATURE_FPS:
-        command.append(f"--feature_fps {options(args)['fps']}")
     if args.test_subset != "test":
         command.append(f"--test_subset {args.test_subset}")
     print(f"{len(paths)} videos, {len(table)} instances of {len(classes)} classes written to {args.out}; "

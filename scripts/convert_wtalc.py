@@ -158,10 +158,10 @@ def replace_out(tmp, out):
     os.rename(tmp, out)
 
 
-def write_dataset(tmp, features_path, features, arrays, classlist, ann_dir, label_path,
-                  train_subset, test_subset):
-    """Write gt.json, the split files and the features of the train and test videos into tmp;
-    returns the summary counts."""
+def write_dataset(tmp, features_path, features, arrays, classlist, ann_dir, label_path, subsets):
+    """Write gt.json, the split files and the features of the train and test videos (``subsets``: the
+    gt.json subsets (train, test)) into tmp; returns the summary counts."""
+    train_subset, test_subset = subsets
     database, splits, ignored = {}, {"train": [], "test": []}, 0
     for i in range(len(features)):
         vid, entry, n_ignored = parse_video(i, arrays, classlist, ann_dir, label_path)
@@ -212,7 +212,7 @@ def convert(src, out, train_subset="validation", test_subset="test", force=False
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_abs)}.tmp-", dir=os.path.dirname(out_abs))
     try:
         summary = write_dataset(tmp, features_path, features, arrays, classlist, ann_dir, label_path,
-                                train_subset, test_subset)
+                                (train_subset, test_subset))
         replace_out(tmp, out_abs)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

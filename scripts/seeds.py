@@ -38,9 +38,8 @@ def main_seeds(argv=None):
     base = main.parse_args(extra)
     best, last = [], []
     for seed in opts.seeds:
-        argv_seed = extra + ["--seed", str(seed), "--exp_name", f"{base.exp_name}_seed{seed}"]
-        best.append(main.main(argv_seed))
-        last.append(last_metrics(main.parse_args(argv_seed)))
+        best.append(main.main(extra + ["--seed", str(seed), "--exp_name", f"{base.exp_name}_seed{seed}"]))
+        last.append(last_metrics(best[-1]))
     head = [f"{t:g}" for t in base.tiou] + ["AVG"]
     summary, table = {}, {}
     for name, runs in (("best (on test, as the release)", best), ("last (no selection)", last)):

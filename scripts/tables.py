@@ -36,16 +36,16 @@ TABLES = {
 TITLES = {"4": "Table 4: loss terms", "6": "Table 6: RGB/flow fusion, class-aware / class-agnostic branch"}
 
 
-def last_metrics(args):
-    with open(os.path.join(args.output_dir, args.exp_name, "last_metrics.json")) as f:
+def last_metrics(run):
+    """The last evaluation of a training run: last_metrics.json in the folder main.main reports (out_dir)."""
+    with open(os.path.join(run.out_dir, "last_metrics.json")) as f:
         return json.load(f)
 
 
 def run_row(flags, extra, exp_name):
     """Train one row; returns (best metrics, last metrics)."""
-    argv = extra + flags + ["--exp_name", exp_name]
-    best = main.main(argv)
-    return best, last_metrics(main.parse_args(argv))
+    best = main.main(extra + flags + ["--exp_name", exp_name])
+    return best, last_metrics(best)
 
 
 def main_tables(argv=None):

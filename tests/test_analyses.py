@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+import checkpoint
 import main
 from dataset import FeatureDataset, make_synthetic_dataset, uniform_indices
 from model import AICL
@@ -35,7 +36,7 @@ def batch(seed=0, B=4, T=40):
 def test_switched_off_terms_do_not_enter_the_total(losses):
     args = main.parse_args(["--losses", losses] + QUICK)
     torch.manual_seed(0)
-    model = main.build_model(args, 20)
+    model = checkpoint.build_model(args, 20)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     terms, _ = main.train_step(model, optimizer, *batch(), args)
     weights = {"a": 1, "ca": 1, "mc": 5, "c": 0.01, "ac": 0.1}
@@ -47,7 +48,7 @@ def test_switched_off_terms_do_not_enter_the_total(losses):
 def test_only_L_a_leaves_the_class_agnostic_branch_untouched():
     args = main.parse_args(["--losses", "a"] + QUICK)
     torch.manual_seed(0)
-    model = main.build_model(args, 20)
+    model = checkpoint.build_model(args, 20)
     before = model.actionness_module.cls_rgb.weight.detach().clone()
     main.train_step(model, torch.optim.Adam(model.parameters(), lr=1e-3), *batch(), args)
     assert torch.equal(before, model.actionness_module.cls_rgb.weight)
@@ -63,7 +64,7 @@ def test_bad_switches_are_refused(capsys):
 def test_contrast_spaces_and_stop_gradient_reach_the_loss():
     args = main.parse_args(["--contrast_spaces", "E_R,E_F", "--stop_gradient"] + QUICK)
     torch.manual_seed(0)
-    model = main.build_model(args, 20)
+    model = checkpoint.build_model(args, 20)
     terms, _ = main.train_step(model, torch.optim.Adam(model.parameters(), lr=0.0), *batch(), args)
     assert "L_c_E" not in terms and terms["L_c"] == pytest.approx(terms["L_c_E_R"] + terms["L_c_E_F"], rel=1e-6)
 
@@ -112,7 +113,7 @@ def test_evaluation_reports_table5_and_draws_the_figures(data, tmp_path):
 
     # Table 5 by hand from the model's outputs: share of sampled snippets where A^bin equals "any action"
     args = main.parse_args(run)
-    model = main.build_model(args, 20)
+    model = checkpoint.build_model(args, 20)
     model.load_state_dict(torch.load(out / "best.pt", weights_only=True)["model"])
     model.eval()
     test_set = FeatureDataset(data, "test", 32, "uniform")

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 import dataset
+import checkpoint
+import inference
 import main
 from dataset import FeatureDataset, load_class_names, make_synthetic_dataset, uniform_indices
 from eval import evaluate_detection
@@ -75,7 +77,7 @@ def test_short_videos_are_kept_for_activitynet_and_stretched_for_thumos14(tmp_pa
     root = anet_layout(tmp_path, num_train=2, num_test=2, length=(7, 12))
     for name, keep in (("anet12", True), ("thumos14", False)):
         args = main.parse_args(["--dataset", name, "--data_path", root, "--num_segments", "50"])
-        ds = main.feature_dataset(args, "test", ANET12_CLASSES)
+        ds = inference.feature_dataset(args, "test", ANET12_CLASSES)
         feats, _, _, T_v = ds[0]
         full = ds.features[ds.vids[0]]                                         # [T_v, 2048]
         assert T_v == len(full) < 50 and ds.keep_short == keep
@@ -86,17 +88,18 @@ def test_short_videos_are_kept_for_activitynet_and_stretched_for_thumos14(tmp_pa
     assert uniform_indices(7, 50, keep_short=True).tolist() == list(range(7))
     assert uniform_indices(50, 50, keep_short=True).tolist() == list(range(50))
     assert uniform_indices(100, 50, keep_short=True).tolist() == list(range(0, 100, 2))   # longer: sampled
-    train = FeatureDataset(root, "train", 50, "random", ANET12_CLASSES, keep_short=True)
-    assert train[0][0].shape == (50, 2048)                                     # training always samples T
+    train = inference.feature_dataset(main.parse_args(["--dataset", "anet12", "--data_path", root,
+                                                       "--num_segments", "50"]), "train", ANET12_CLASSES)
+    assert train[0][0].shape == (50, 2048) and not train.keep_short            # training always samples T
 
 
 def test_kept_short_videos_give_detections_inside_the_video(tmp_path):
     root = anet_layout(tmp_path, num_train=2, num_test=6, length=(3, 30), instance_length=(2, 10))
     args = main.parse_args(["--dataset", "anet12", "--data_path", root, "--soft_nms"])
     torch.manual_seed(0)
-    model = main.build_model(args, 100)
-    test_set = main.feature_dataset(args, "test", ANET12_CLASSES)
-    metrics, predictions = main.evaluate(model, test_set, args, torch.device("cpu"))
+    model = checkpoint.build_model(args, 100)
+    test_set = inference.feature_dataset(args, "test", ANET12_CLASSES)
+    metrics, predictions = inference.evaluate(model, test_set, args, torch.device("cpu"))
     assert 0 <= metrics["average_mAP"] <= 1 and metrics["subset"] == "validation"
     for vid, dets in predictions["results"].items():
         seconds = test_set.lengths[vid] * 16 / 25
@@ -106,8 +109,8 @@ def test_kept_short_videos_give_detections_inside_the_video(tmp_path):
 def test_result_files_satisfy_the_official_sal_and_cola_evaluators(tmp_path):
     root = anet_layout(tmp_path, num_train=2, num_test=2, length=(20, 40))
     args = main.parse_args(["--dataset", "anet12", "--data_path", root])
-    model = main.build_model(args, 100)
-    _, predictions = main.evaluate(model, main.feature_dataset(args, "test", ANET12_CLASSES), args,
+    model = checkpoint.build_model(args, 100)
+    _, predictions = inference.evaluate(model, inference.feature_dataset(args, "test", ANET12_CLASSES), args,
                                    torch.device("cpu"))
     # official ActivityNet: results, version, external_data; SAL (eval_detection13) and CoLA: method, results
     assert {"results", "version", "external_data", "method"} <= set(predictions)
@@ -143,7 +146,7 @@ def test_driver_scores_a_val_subset_and_says_so(tmp_path, capsys):
     args = main.parse_args(["--dataset", "anet12", "--data_path", root])
     torch.manual_seed(0)
     ckpt = tmp_path / "model.pt"
-    torch.save({"model": main.build_model(args, 100).state_dict(), "class_names": ANET12_CLASSES,
+    torch.save({"model": checkpoint.build_model(args, 100).state_dict(), "class_names": ANET12_CLASSES,
                 "args": {"embed_dim": 512}}, ckpt)
     metrics = main.main(["--dataset", "anet12", "--data_path", root, "--inference_only", "--model_file", str(ckpt),
                          "--output_dir", str(tmp_path / "out")])
@@ -163,17 +166,16 @@ def batches(ds, num_workers=0, epochs=(0, 1), batch_size=3):
     return out
 
 
-@pytest.mark.parametrize("split, sampling, keep_short", [("train", "random", False), ("test", "uniform", True),
-                                                         ("test", "uniform", False)])
-def test_memory_mapped_and_in_memory_features_give_identical_batches(tmp_path, split, sampling, keep_short):
+@pytest.mark.parametrize("split, sampling", [("train", "random"), ("test", "uniform_keep_short"), ("test", "uniform")])
+def test_memory_mapped_and_in_memory_features_give_identical_batches(tmp_path, split, sampling):
     root = anet_layout(tmp_path, num_train=7, num_test=7, length=(30, 70))
     vid = open(os.path.join(root, f"split_{split}.txt")).read().split()[0]
     path = os.path.join(root, "features", split, "flow", f"{vid}.npy")
     np.save(path, np.load(path).astype(np.float64)[:-1])       # float64 and one snippet short: same handling
     with pytest.warns(UserWarning, match="cut to the shorter"):
-        memory = FeatureDataset(root, split, 50, sampling, ANET12_CLASSES, keep_short=keep_short, cache="memory")
+        memory = FeatureDataset(root, split, 50, sampling, ANET12_CLASSES, cache="memory")
     with pytest.warns(UserWarning, match="cut to the shorter"):
-        mapped = FeatureDataset(root, split, 50, sampling, ANET12_CLASSES, keep_short=keep_short, cache="mmap")
+        mapped = FeatureDataset(root, split, 50, sampling, ANET12_CLASSES, cache="mmap")
     assert (memory.cache, mapped.cache, mapped.features) == ("memory", "mmap", None)
     assert mapped.lengths == {v: len(f) for v, f in memory.features.items()}
     loop = dict(epochs=(0, 1), batch_size=3) if sampling == "random" else dict(epochs=(0,), batch_size=1)
@@ -218,7 +220,7 @@ def test_end_to_end_on_tiny_activitynet_layout(tmp_path):
               "--batch_size", "8", "--soft_nms"]
     args = main.parse_args(common)
     torch.manual_seed(args.seed)
-    untrained, _ = main.evaluate(main.build_model(args, 100),
+    untrained, _ = inference.evaluate(checkpoint.build_model(args, 100),
                                  FeatureDataset(root, "test", 50, "uniform", ANET12_CLASSES), args, torch.device("cpu"))
     best = main.main(common + ["--exp_name", "anet", "--num_epochs", "30", "--detection_inf_step", "40"])
     assert best["tiou"] == np.linspace(0.5, 0.95, 10).tolist() and len(best["mAP"]) == 10

@@ -11,6 +11,7 @@ import torch
 
 import checkpoint
 import main
+import settings
 from dataset import make_synthetic_dataset
 from test_anet import ANET12_CLASSES, anet_layout
 
@@ -70,7 +71,9 @@ def test_release_format_gets_the_release_post_processing(data, run, tmp_path, ca
     torch.save(torch.load(folder / "best.pt", weights_only=True)["model"], bare)
     args = main.parse_args(["--inference_only", "--model_file", str(bare), "--embed_dim", "64"])
     taken = checkpoint.restore(args, checkpoint.load(str(bare)), str(bare))
-    assert taken == {"soft_nms": True} and args.num_segments == 750
+    assert taken == {"soft_nms": True} and args.soft_nms is False             # returned, not written into args
+    resolved = settings.resolve(args).args
+    assert resolved.soft_nms is True and resolved.num_segments == 750
     assert "the release's settings for" in capsys.readouterr().out
     args = main.parse_args(["--no-soft_nms"])
     assert checkpoint.restore(args, checkpoint.load(str(bare)), str(bare)) == {} and args.soft_nms is False
@@ -114,9 +117,12 @@ def test_resume_restores_the_run_refuses_a_changed_flag_and_accepts_safe_ones(da
     with pytest.raises(ValueError, match=r"--num_segments 32 differs from the run's 24"):
         main.main(["--data_path", data, "--resume", last, "--num_segments", "32"])
     args = main.parse_args(["--resume", last, "--max_steps", "6", "--output_dir", str(tmp_path), "--exp_name", "more"])
-    checkpoint.restore_run(args, checkpoint.load(last), last)
+    resolved = settings.resolve(args).args
     assert "--max_steps 6 (was 4)" in capsys.readouterr().out
-    assert (args.num_segments, args.class_th, args.embed_dim, args.data_path) == (24, 0.04, 64, data)
+    assert (resolved.num_segments, resolved.class_th, resolved.embed_dim, resolved.data_path) == (24, 0.04, 64, data)
+    assert resolved.max_steps == 6 and args.num_segments == 750                # args itself is left as parsed
+    with pytest.raises(AttributeError, match="resolved once"):
+        resolved.num_segments = 32
     with pytest.raises(ValueError, match="not a resumable checkpoint"):
         main.main(["--data_path", data, "--resume", str(folder / "best.pt")])
 

@@ -23,8 +23,8 @@ def f64(x):
 def golden_out():
     g = {k: torch.tensor(v) for k, v in GOLDEN["inputs"].items()}
     T = g["cas"].shape[1]
-    out = model.derive_outputs(g["cas"], g["A_R"], g["A_F"], g["E"], g["E_R"], g["E_F"],
-                               gamma=1 / 3, k_mil=T // 8, k_mine=T // 20)
+    heads = {k: g[k] for k in ("cas", "A_R", "A_F", "E", "E_R", "E_F")}
+    out = model.derive_outputs(heads, gamma=1 / 3, k_mil=T // 8, k_mine=T // 20)
     return out, g["labels"]
 
 
@@ -268,7 +268,8 @@ def test_total_loss_custom_weights(golden_out):
 def test_total_loss_backpropagates_and_logs_detached_terms():
     g = {k: torch.tensor(v) for k, v in GOLDEN["inputs"].items()}
     cas = g["cas"].clone().requires_grad_()
-    out = model.derive_outputs(cas, g["A_R"], g["A_F"], g["E"], g["E_R"], g["E_F"], gamma=1 / 3, k_mil=5, k_mine=2)
+    heads = dict({k: g[k] for k in ("A_R", "A_F", "E", "E_R", "E_F")}, cas=cas)
+    out = model.derive_outputs(heads, gamma=1 / 3, k_mil=5, k_mine=2)
     L, terms = losses.total_loss(out, g["labels"])
     assert not any(v.requires_grad for v in terms.values())
     L.backward()

@@ -8,6 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
+import checkpoint
+import inference
 import main
 from dataset import THUMOS14_CLASSES, FeatureDataset, make_synthetic_dataset
 from eval import THUMOS_TIOU, evaluate_files
@@ -32,9 +34,9 @@ def untrained_mAP(data, out):
     """The same model and post-processing, before any training step."""
     args = main.parse_args(["--data_path", data, "--output_dir", out] + TINY)
     torch.manual_seed(args.seed)
-    model = main.build_model(args, len(THUMOS14_CLASSES))
+    model = checkpoint.build_model(args, len(THUMOS14_CLASSES))
     test_set = FeatureDataset(data, "test", args.num_segments, "uniform")
-    metrics, _ = main.evaluate(model, test_set, args, torch.device("cpu"))
+    metrics, _ = inference.evaluate(model, test_set, args, torch.device("cpu"))
     return metrics["average_mAP"]
 
 
@@ -147,11 +149,12 @@ def test_gamma_is_the_inflation_only_and_class_weight_the_class_score_weight():
     assert (defaults.gamma, defaults.class_weight) == (0.2, 0.2)
 
     def run(*flags):
-        return main.localize_video(out, T_v, main.parse_args(["--soft_nms", *flags]))[2]
+        post = inference.PostProcess.from_args(main.parse_args(["--soft_nms", *flags]))
+        return inference.localize_video(out, T_v, post)[2]
 
     def reference(inflation, class_weight):
         return localize(out["A_score"][0].numpy(), probs, select_classes(probs, 0.25), T_v, soft=True,
-                        inflation=inflation, class_weight=class_weight)
+                        score=(inflation, class_weight))
 
     np.testing.assert_array_equal(run("--gamma", "0.5"), reference(0.5, 0.2))
     np.testing.assert_array_equal(run("--class_weight", "0.6"), reference(0.2, 0.6))
@@ -190,13 +193,13 @@ def test_help_shows_every_default_and_keeps_the_usage_lines(capsys):
 
 def test_timeline_draws_the_A_score_of_every_kept_detected_or_annotated_class(tmp_path, monkeypatch):
     drawn = {}
-    monkeypatch.setattr(main, "plot_video", lambda path, curves, *a, **k: drawn.update(curves))
+    monkeypatch.setattr(inference, "plot_video", lambda path, curves, *a, **k: drawn.update(curves))
     T = 10
     out = {"A": torch.rand(1, T), "A_ca": torch.rand(1, T), "A_score": torch.rand(1, T, 4),
            "p": torch.tensor([[2.0, 1.8, -3.0, -3.0]])}                 # classes 0 and 1 kept (s >= 0.25)
     args = main.parse_args(["--output_dir", str(tmp_path)])
     detections = np.array([[0, 0.9, 1.0, 2.0]])                        # only class 0 detected
-    main.plot_detections(out, T, detections, ["a", "b", "c", "d"], args, "v", gt=[("c", 0.0, 1.0)])
+    inference.plot_detections(out, T, detections, ["a", "b", "c", "d"], args, "v", gt=[("c", 0.0, 1.0)])
     names = list(drawn)
     assert names[:2] == ["class-aware A", "class-agnostic A_ca"]
     assert [n.split()[1] for n in names[2:]] == ["a", "b", "c"]         # kept, kept, in the ground truth

@@ -4,6 +4,8 @@ import math
 import pytest
 import torch
 
+import checkpoint
+import inference
 import main
 from dataset import FeatureDataset, make_synthetic_dataset
 from model import AICL
@@ -13,7 +15,7 @@ CPU = torch.device("cpu")
 
 def forward(net, x, precision):
     args = main.parse_args(["--precision", precision])
-    with torch.no_grad(), main.autocast(args, CPU):
+    with torch.no_grad(), inference.autocast(args, CPU):
         return net(x)
 
 
@@ -80,8 +82,8 @@ def test_bf16_checkpoint_records_its_precision_and_evaluates_in_fp32(bf16_run):
     assert 0.0 <= metrics["average_mAP"] <= 1.0 and best["average_mAP"] >= 0.0
     # the same weights evaluated by hand in fp32 give the same metrics
     args = main.parse_args(tiny)
-    net = main.build_model(args, 20)
+    net = checkpoint.build_model(args, 20)
     net.load_state_dict(state["model"])
     test_set = FeatureDataset(args.data_path, "test", args.num_segments, "uniform", seed=args.seed)
-    direct, _ = main.evaluate(net, test_set, args, CPU)
+    direct, _ = inference.evaluate(net, test_set, args, CPU)
     assert direct["mAP"] == metrics["mAP"] and direct["A_bin_acc"] == metrics["A_bin_acc"]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import checkpoint
 import main
 from dataset import THUMOS14_CLASSES, make_synthetic_dataset
 
@@ -70,7 +71,7 @@ def test_release_checkpoint_uses_the_thumos14_list_and_says_so(trained, tmp_path
 
 
 def test_checkpoint_without_class_names(trained, tmp_path):
-    model = main.build_model(main.parse_args(QUICK), 5)
+    model = checkpoint.build_model(main.parse_args(QUICK), 5)
     plain = tmp_path / "five.pkl"
     torch.save(model.state_dict(), plain)
     args = ["--inference_only", "--predict_dir", trained["split"], "--model_file", str(plain),

@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+import checkpoint
 import main
 import predict_videos
 from videos import moving_frames, write_video
@@ -28,7 +29,7 @@ def setup(tmp_path_factory, rule_weights):
     videos.mkdir()
     write_video(videos / "clip.mp4", moving_frames(50, dx=2), fps=30)
     torch.manual_seed(0)
-    model = main.build_model(main.parse_args(["--embed_dim", "32"]), len(CLASSES))
+    model = checkpoint.build_model(main.parse_args(["--embed_dim", "32"]), len(CLASSES))
     ckpt = root / "untrained.pt"
     torch.save({"model": model.state_dict(), "class_names": CLASSES, "args": {"embed_dim": 32}}, ckpt)
     return {"root": root, "videos": str(videos), "ckpt": str(ckpt), "rgb": str(rgb), "flow": str(flow)}

@@ -78,7 +78,7 @@ def test_find_runs_boundaries_single_position_and_order():
 def test_grouping_through_generate_proposals():
     # scale 1 keeps the curve itself (dyadic values, exact); threshold 0.5 is met with equality at 1 and 6.
     curve = np.array([0.75, 0.5, 0.25, 0.75, 0.25, 0.25, 0.5, 0.75])[:, None]
-    (props,) = generate_proposals(curve, [1.0], [0], T_v=8, scale=1, thresholds=[0.5], fps=16)
+    (props,) = generate_proposals(curve, [1.0], [0], T_v=8, scale=1, thresholds=[0.5], timing=(16, 16))
     assert runs_of(props) == [(0.0, 2.0), (3.0, 4.0), (6.0, 8.0)]    # t_factor = 16*8/(1*8*16) = 1
 
 
@@ -90,7 +90,7 @@ def test_nothing_above_threshold_gives_no_proposal():
 
 def test_zero_values_never_join_a_run():
     curve = np.array([0.0, 0.25, 0.0, 0.0])[:, None]
-    (props,) = generate_proposals(curve, [1.0], [0], T_v=4, scale=1, thresholds=[0.0], fps=16)
+    (props,) = generate_proposals(curve, [1.0], [0], T_v=4, scale=1, thresholds=[0.0], timing=(16, 16))
     assert runs_of(props) == [(1.0, 2.0)]                             # t_factor = 16*4/(1*4*16) = 1
 
 

@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+import checkpoint
+import inference
 import main
+import runs
 from dataset import FeatureDataset, make_synthetic_dataset
 from eval import evaluate_detection, evaluate_files
 
@@ -37,7 +40,7 @@ def test_a_second_run_into_a_folder_in_use_stops_before_touching_it(data, tmp_pa
     (out_dir / "metrics.json").write_text("the first run's")
     run = ["--data_path", data, "--output_dir", str(tmp_path / "ckpt"), "--exp_name", "busy", "--overwrite",
            "--max_steps", "1", "--embed_dim", "16"] + TINY
-    with main.output_dir_lock(str(out_dir)):              # the first run, still in its step-0 evaluation
+    with runs.output_dir_lock(str(out_dir)):              # the first run, still in its step-0 evaluation
         with pytest.raises(SystemExit) as stop:
             main.cli(run)
     err = capsys.readouterr().err
@@ -115,7 +118,7 @@ def test_command_line_reports_bad_input_without_a_traceback(tmp_path):
 
 def test_checkpoint_of_another_shape_is_refused_by_name(data, tmp_path):
     bad = tmp_path / "wide.pt"
-    model = main.build_model(main.parse_args(["--embed_dim", "64"]), 20)
+    model = checkpoint.build_model(main.parse_args(["--embed_dim", "64"]), 20)
     torch.save({"model": model.state_dict()}, bad)
     with pytest.raises(ValueError, match=r"(?s)wide\.pt.*shape mismatch"):
         main.main(["--data_path", data, "--output_dir", str(tmp_path), "--inference_only",
@@ -288,7 +291,7 @@ def test_ctrl_c_before_the_first_step_is_one_line_and_leaves_no_run(where, data,
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(main, where, interrupted)
+    monkeypatch.setattr({"FeatureDataset": inference, "evaluate": main}[where], where, interrupted)
     argv = ["--data_path", data, "--output_dir", str(tmp_path), "--exp_name", "c", "--max_steps", "1"] + TINY
     with pytest.raises(SystemExit) as stop:
         main.cli(argv)
@@ -310,7 +313,7 @@ def test_folder_with_both_feature_layouts_is_refused(data, tmp_path):
     (folder / "rgb").mkdir(parents=True)
     np.save(folder / "v.npy", np.zeros((4, 2048), dtype=np.float32))
     with pytest.raises(ValueError, match=r"both: holds both rgb/ \(\+ flow/\) and VID\.npy files"):
-        main.feature_files(str(folder))
+        inference.feature_files(str(folder))
 
 
 @pytest.mark.parametrize("script, options", [("tables.py", ["--table", "4"]), ("seeds.py", ["--seeds", "1"])])

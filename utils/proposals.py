@@ -71,15 +71,17 @@ def outer_inner_scores(cumsum, rows, a, b, inflation=0.2):
     return inner - outer
 
 
-def generate_proposals(curves, class_probs, kept_classes, T_v, scale=24, thresholds=THRESHOLDS,
-                       inflation=0.2, class_weight=0.2, fps=25, frames_per_snippet=16):
+def generate_proposals(curves, class_probs, kept_classes, T_v, scale=24, thresholds=THRESHOLDS, score=(0.2, 0.2),
+                       timing=(16, 25)):
     """Proposals of each kept class, all thresholds pooled (spec "Inference", before NMS).
 
     curves [T, C] is A_score; T_v the video's original snippet count. Returns a list aligned with
     kept_classes of arrays [N_k, 4] of rows (class, score, start_s, end_s), ordered by threshold then
     position (the release's pooling order). A position joins a run at threshold theta if its upsampled value
-    is >= theta and > 0. Score = outer-inner contrast + class_weight * s_c; seconds = index * t_factor with
-    t_factor = frames_per_snippet T_v / (scale T fps), end = (b + 1) t_factor.
+    is >= theta and > 0. Score = outer-inner contrast + class_weight * s_c, where ``score`` is (inflation of
+    the outer region, class_weight); seconds = index * t_factor with
+    t_factor = frames_per_snippet T_v / (scale T fps), end = (b + 1) t_factor, where ``timing`` is the
+    features' (frames_per_snippet, fps).
     """
     curves = np.asarray(curves, dtype=np.float64)
     kept = np.asarray(kept_classes, dtype=np.int64)
@@ -90,7 +92,9 @@ def generate_proposals(curves, class_probs, kept_classes, T_v, scale=24, thresho
     (k, _), a, b = find_runs(masks)                                              # runs [R]
     cumsum = np.concatenate([np.zeros((len(kept), 1)), np.cumsum(up, axis=1)], axis=1)  # [K, N+1]
     class_probs = np.asarray(class_probs, dtype=np.float64)
+    inflation, class_weight = score
     scores = outer_inner_scores(cumsum, k, a, b, inflation) + class_weight * class_probs[kept[k]]
+    frames_per_snippet, fps = timing
     t_factor = (frames_per_snippet * T_v) / (scale * T * fps)
     props = np.stack([kept[k].astype(np.float64), scores, a * t_factor, (b + 1) * t_factor], axis=1)  # [R, 4]
     return [props[k == i] for i in range(len(kept))]
