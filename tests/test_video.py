@@ -63,6 +63,16 @@ def test_resize_and_crop():
     assert crop[0, 0, 0, 0] == ramp[16, 58, 0]              # (256-224)/2 = 16 rows, (341-224)//2 = 58 columns
 
 
+def test_frames_take_the_shorter_side_and_skip(tmp_path):
+    path = write_video(tmp_path / "idx.mp4", [index_frame(i) for i in range(12)], fps=25)
+    video = Video(path)
+    small = list(video.frames(shorter=128))
+    assert small[0].shape == (128, 171, 3)
+    rest = list(video.frames(skip=5))                       # decoded and counted, not converted nor yielded
+    assert video.n_frames == 12 and video.start == 0
+    assert [read_index(f) for f in rest] == list(range(5, 12))
+
+
 def test_snippets_drop_the_remainder_and_carry_the_successor_frame():
     frames = (np.full((2, 2, 3), i, np.uint8) for i in range(201))
     out = list(snippets(frames, 16))
