@@ -128,7 +128,7 @@ class Video:
                     yield from self._drain(graph, shorter, skip)
                 graph.push(None)
                 yield from self._drain(graph, shorter, skip)
-        except av.error.FFmpegError as err:
+        except (av.error.FFmpegError, ValueError) as err:     # ValueError: no frame format (a file cut short)
             raise VideoError(f"{self.path}: decoding failed after {self.n_frames} frames ({_reason(err)})") from None
 
     def _drain(self, graph, shorter, skip):
