@@ -181,14 +181,13 @@ def build(args):
         if not vids:
             continue
         print(f"{split}: {len(vids)} {subset} videos -> {os.path.join(args.out, 'features', split)}")
-        result = extract([paths[v] for v in vids], os.path.join(args.out, "features", split), args.rgb_weights,
-                         args.flow_weights, device=args.device, shard=(0, 1), overwrite=args.overwrite_features,
-                         progress=not args.no_progress, **options(args))
+        result = extract([paths[v] for v in vids], os.path.join(args.out, "features", split), options(args),
+                         shard=(0, 1), overwrite=args.overwrite_features, progress=not args.no_progress)
         failed.update(result["failed"])
         records = read_json(os.path.join(args.out, "features", split, "extraction.json"))["videos"]
         for vid in vids:
             if durations[vid] is None and vid in records:
-                durations[vid] = records[vid]["frames"] / options(args)["fps"]
+                durations[vid] = records[vid]["frames"] / options(args).fps
     if failed:
         for vid, reason in sorted(failed.items()):
             print(f"failed {vid}: {reason}", file=sys.stderr)
@@ -203,7 +202,7 @@ def build(args):
     save_text("".join(f"{c}\n" for c in classes), os.path.join(args.out, "classes.txt"))
     command = [f"DATA_PATH={args.out} bash scripts/train.sh"]
     if args.fps != FEATURE_FPS:
-        command.append(f"--feature_fps {options(args)['fps']}")
+        command.append(f"--feature_fps {options(args).fps}")
     if args.test_subset != "test":
         command.append(f"--test_subset {args.test_subset}")
     print(f"{len(paths)} videos, {len(table)} instances of {len(classes)} classes written to {args.out}; "
