@@ -1,10 +1,20 @@
 """What an extraction run shows on stderr while it works. On a terminal: a bar over the videos and, below it,
 one over the snippets of the video under way, with its rate and the time left. Elsewhere (a log file, a pipe):
 plain lines without carriage returns, one when a video ends and one every `every` seconds inside a video."""
+import os
 import sys
 import time
 
 from tqdm import tqdm
+
+
+def is_terminal(stream):
+    """Whether `stream` is a terminal that can show bars: one with a width (a pseudo-terminal of width 0, as
+    some job runners give, would show empty bars)."""
+    try:
+        return stream.isatty() and os.get_terminal_size(stream.fileno()).columns > 0
+    except (OSError, ValueError):
+        return False
 
 
 def expected_snippets(duration, fps, snippet=16):
@@ -20,7 +30,7 @@ class Progress:
     def __init__(self, videos, enabled=True, stream=None, every=60.0):
         self.stream = sys.stderr if stream is None else stream
         self.enabled, self.videos, self.every = enabled, videos, every
-        self.tty = enabled and self.stream.isatty()
+        self.tty = enabled and is_terminal(self.stream)
         self.bar = (tqdm(total=videos, unit="video", file=self.stream, dynamic_ncols=True, position=0)
                     if self.tty else None)
         self.inner, self.index = None, 0
@@ -35,7 +45,7 @@ class Progress:
     def snippets(self, total, done):
         self.total, self.done = total, done
         if self.tty:
-            self.inner = tqdm(total=total, initial=done, unit="snippet", file=self.stream, dynamic_ncols=True,
+            self.inner = tqdm(total=total, initial=done, desc="snippets", unit="snippet", file=self.stream, dynamic_ncols=True,
                               position=1, leave=False)
 
     def snippet(self):

@@ -16,7 +16,7 @@ import torch
 from features import compare as comparelib
 from features.__main__ import cli, main
 from features.extract import Interrupted, Options, extract, list_videos, resolve_shard
-from features.progress import Progress
+from features.progress import Progress, is_terminal
 from features.storage import Layout, partial_key
 from utils.device import resolve_device
 from features.i3d import load_i3d, sha256
@@ -280,6 +280,7 @@ def test_progress_lines_say_how_far_and_how_long():
     first, last = stream.getvalue().splitlines()
     assert first.startswith("[1/2] v: 5/10 snippets, ") and "snippets/s, about " in first and first.endswith(" left")
     assert last.startswith("[1/2] v: done, 5 snippets (")
+    assert not is_terminal(stream)
     quiet = io.StringIO()
     report = Progress(1, enabled=False, stream=quiet)
     report.start("v")
