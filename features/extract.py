@@ -165,11 +165,12 @@ class Extractor:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, kind, error, trace):
+        self.close(at_once=kind is not None and issubclass(kind, KeyboardInterrupt))
 
-    def close(self):
-        stop_workers(self.executor)
+    def close(self, at_once=False):
+        """Stop the flow workers; `at_once` (after Ctrl-C) without letting them finish their tasks."""
+        stop_workers(self.executor, at_once)
 
     def run(self, videos, out_dir, shard=(0, 1), overwrite=False, progress=True):
         """Extract shard (k, n)'s share (videos k, k + n, ...) of `videos` ([(vid, path)] as find_videos gives)

@@ -26,11 +26,17 @@ def start_workers(workers):
     return executor
 
 
-def stop_workers(executor):
-    """Shut the pool down without waiting for it: queued flow tasks are cancelled, the ones running finish on
-    their own (at most FLOW_CHUNK frame pairs each) and their workers exit."""
-    if executor is not None:
-        executor.shutdown(wait=False, cancel_futures=True)
+def stop_workers(executor, at_once=False):
+    """Shut the pool down without waiting for it: queued flow tasks are cancelled and the running ones finish
+    (at most FLOW_CHUNK frame pairs each, seconds with TV-L1), or with `at_once` (after Ctrl-C) their workers
+    are terminated, so that the command ends now. ProcessPoolExecutor has no public call for the latter before
+    Python 3.14 (terminate_workers); its manager thread takes a terminated worker quietly."""
+    if executor is None:
+        return
+    running = list(executor._processes.values()) if at_once else []
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in running:
+        process.terminate()
 
 
 class FlowPool:
