@@ -20,6 +20,7 @@ exactly at a snippet boundary does the last frame have no successor; its field r
 motion of the last frame pair), since a zero field would claim a sudden stop.
 """
 import os
+import signal
 
 import cv2
 import numpy as np
@@ -89,7 +90,9 @@ def pair(snippet_fields, length=16):
 
 
 def worker_init():
-    """Pool initializer: one OpenCV thread per worker process (the pool is the parallelism)."""
+    """Pool initializer: one OpenCV thread per worker process (the pool is the parallelism), and Ctrl-C ignored:
+    a terminal sends it to every process of the command, and only the main process reports it (one line)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
 
 

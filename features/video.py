@@ -101,9 +101,10 @@ class Video:
         self.n_frames = 0
         self.start = None
 
-    def frames(self, fps=25, shorter=256):
+    def frames(self, fps=25, shorter=256, skip=0):
         """Yield uint8 [H, W, 3] RGB frames at `fps` frames per second, shorter side `shorter`. Holds O(1) frames.
-        Decoding errors become VideoError naming the file."""
+        The first `skip` frames are decoded and counted but neither converted nor yielded (continuing a video
+        part-way). Decoding errors become VideoError naming the file."""
         container, stream = _open(self.path)
         stream.thread_type = "AUTO"
         offset = None                                      # the file's start time in stream ticks
@@ -124,13 +125,13 @@ class Video:
                         continue
                     frame.pts -= offset or 0
                     graph.push(frame)
-                    yield from self._drain(graph)
+                    yield from self._drain(graph, shorter, skip)
                 graph.push(None)
-                yield from self._drain(graph)
-        except av.error.FFmpegError as err:
+                yield from self._drain(graph, shorter, skip)
+        except (av.error.FFmpegError, ValueError) as err:     # ValueError: no frame format (a file cut short)
             raise VideoError(f"{self.path}: decoding failed after {self.n_frames} frames ({_reason(err)})") from None
 
-    def _drain(self, graph):
+    def _drain(self, graph, shorter, skip):
         while True:
             try:
                 frame = graph.pull()
@@ -138,12 +139,14 @@ class Video:
                 return
             if self.start is None:
                 self.start = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
+            self.n_frames += 1
+            if self.n_frames <= skip:
+                continue
             img = frame.to_ndarray(format="rgb24")
             turns = int(round((frame.rotation or 0) / 90)) % 4      # counterclockwise quarter turns for display
             if turns:
                 img = np.ascontiguousarray(np.rot90(img, turns))
-            self.n_frames += 1
-            yield resize_shorter(img)
+            yield resize_shorter(img, shorter)
 
 
 def snippets(frames, length=16):

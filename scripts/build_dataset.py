@@ -181,22 +181,24 @@ def suggested_segments(lengths):
 
 def extract_splits(args, table, paths, durations):
     """Extracts both streams of each subset's videos into ROOT/features/{train,test}; fills in the ``durations``
-    that probing left None from the extraction records. Returns ({vid: reason} of the failed videos,
+    that probing left None, and those of truncated videos kept with --allow-truncated, from the extraction
+    records. Returns ({vid: reason} of the failed videos,
     {vid: T snippets} of the extracted ones)."""
     failed, lengths = {}, {}
     for split, subset in zip(("train", "test"), (args.train_subset, args.test_subset)):
         vids = sorted(table.loc[table.subset == subset, "video"].unique())
         print(f"{split}: {len(vids)} {subset} videos -> {os.path.join(args.out, 'features', split)}")
-        result = extract([paths[v] for v in vids], os.path.join(args.out, "features", split), args.rgb_weights,
-                         args.flow_weights, device=args.device, shard=(0, 1), overwrite=args.overwrite_features,
-                         progress=not args.no_progress, **options(args))
+        result = extract([paths[v] for v in vids], os.path.join(args.out, "features", split), options(args),
+                         shard=(0, 1), overwrite=args.overwrite_features, progress=not args.no_progress)
         failed.update(result["failed"])
         records = read_json(os.path.join(args.out, "features", split, "extraction.json"))["videos"]
         for vid in vids:
             if vid in records:
                 lengths[vid] = records[vid]["T"]
-                if durations[vid] is None:
-                    durations[vid] = records[vid]["frames"] / options(args)["fps"]
+                if records[vid].get("truncated"):        # kept with --allow-truncated: what decoded
+                    durations[vid] = records[vid]["duration"]
+                elif durations[vid] is None:
+                    durations[vid] = records[vid]["frames"] / options(args).fps
     return failed, lengths
 
 
@@ -212,8 +214,8 @@ def parse_args(argv=None):
     p.add_argument("--train-subset", default="validation", help="CSV subset of the training videos")
     p.add_argument("--test-subset", default="test", help="CSV subset of the test videos")
     p.add_argument("--overwrite", action="store_true", help="replace ROOT's gt.json, split and class files")
-    p.add_argument("--rgb-weights", required=True, help="I3D RGB weights (public: rgb_imagenet.pt)")
-    p.add_argument("--flow-weights", required=True, help="I3D flow weights (public: flow_imagenet.pt)")
+    p.add_argument("--rgb-weights", help="I3D RGB weights (public: rgb_imagenet.pt)")
+    p.add_argument("--flow-weights", help="I3D flow weights (public: flow_imagenet.pt)")
     add_arguments(p)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda:N")
     p.add_argument("--overwrite-features", action="store_true", help="re-extract videos already extracted")

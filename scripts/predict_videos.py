@@ -90,8 +90,7 @@ def run(argv):
     check_weights(opts.rgb_weights, opts.flow_weights)
     videos = [vid for vid, _ in list_videos(inputs)]
     folder = opts.features or os.path.join(opts.output_dir, opts.exp_name, "features")
-    result = extract(inputs, folder, opts.rgb_weights, opts.flow_weights, device=opts.device, shard=(0, 1),
-                     overwrite=opts.overwrite, **options(opts))
+    result = extract(inputs, folder, options(opts), shard=(0, 1), overwrite=opts.overwrite)
     print(f"features in {folder}: {len(result['done'])} extracted, {len(result['skipped'])} reused, "
           f"{len(result['failed'])} failed")
     for vid, reason in sorted(result["failed"].items()):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from features.video import Video, VideoError, centre_crop, probe, resize_shorter, snippets
-from videos import index_frame, read_index, write_video
+from videos import index_frame, moving_frames, read_index, write_video
 
 
 def fps_filter_pick(times, end, fps):
@@ -63,6 +63,16 @@ def test_resize_and_crop():
     assert crop[0, 0, 0, 0] == ramp[16, 58, 0]              # (256-224)/2 = 16 rows, (341-224)//2 = 58 columns
 
 
+def test_frames_take_the_shorter_side_and_skip(tmp_path):
+    path = write_video(tmp_path / "idx.mp4", [index_frame(i) for i in range(12)], fps=25)
+    video = Video(path)
+    small = list(video.frames(shorter=128))
+    assert small[0].shape == (128, 171, 3)
+    rest = list(video.frames(skip=5))                       # decoded and counted, not converted nor yielded
+    assert video.n_frames == 12 and video.start == 0
+    assert [read_index(f) for f in rest] == list(range(5, 12))
+
+
 def test_snippets_drop_the_remainder_and_carry_the_successor_frame():
     frames = (np.full((2, 2, 3), i, np.uint8) for i in range(201))
     out = list(snippets(frames, 16))
@@ -94,13 +104,15 @@ def test_unreadable_files_name_the_file(tmp_path):
         assert str(path) in str(err.value)
 
 
-def test_truncated_file_is_a_video_error(tmp_path):
-    path = write_video(tmp_path / "t.mkv", [index_frame(i) for i in range(40)])
+@pytest.mark.parametrize("name, faststart, fraction", [("t.mkv", False, 1 / 3), ("t.mp4", True, 0.4)])
+def test_truncated_file_is_a_video_error(tmp_path, name, faststart, fraction):
+    """An MP4 with its index first, cut where PyAV finds no frame format, used to escape as a bare ValueError."""
+    path = write_video(tmp_path / name, moving_frames(100, w=160, h=120, dx=1), faststart=faststart)
     data = path.read_bytes()
-    cut = tmp_path / "cut.mkv"
-    cut.write_bytes(data[:len(data) // 3])
+    cut = tmp_path / f"cut_{name}"
+    cut.write_bytes(data[:int(len(data) * fraction)])
     try:                                                    # FFmpeg may decode what is left or refuse:
         frames = list(Video(cut).frames())                  # never a crash, never more than was there
-        assert len(frames) < 40
+        assert len(frames) < 100
     except VideoError as err:
         assert str(cut) in str(err)

@@ -7,12 +7,13 @@ import numpy as np
 BITS = 8
 
 
-def write_video(path, frames, fps=25, times=None):
+def write_video(path, frames, fps=25, times=None, faststart=False):
     """Encode uint8 RGB frames [H, W, 3] (even H, W) to `path`; `times` (seconds, one per frame) makes a
-    variable-frame-rate file, otherwise frames are 1 / fps apart."""
+    variable-frame-rate file, otherwise frames are 1 / fps apart. `faststart` puts an MP4's index (and so its
+    duration) before the frames, as files made for streaming have it: such a file cut short still opens."""
     frames = list(frames)
     h, w = frames[0].shape[:2]
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else None) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.options = {"crf": "4"}
