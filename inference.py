@@ -2,7 +2,8 @@
 (``evaluate``) or written for videos without ground truth (``predict_folder``).
 
 One place writes what a prediction or an evaluation produces: ``write_results`` (predictions.json,
-metrics.json) and ``write_prediction`` (predictions.json, detections.csv of --predict_dir).
+metrics.json) and ``write_prediction`` (predictions.json, detections.csv of --predict_dir); both add the
+results page, report.html, and the curves it draws, curves.npz (``write_page``, eval/report.py).
 """
 import csv
 import io
@@ -16,11 +17,13 @@ from torch.utils.data import DataLoader
 import checkpoint
 from dataset import SNIPPET_FRAMES, FeatureDataset, collate, load_features, load_joint_features, uniform_indices
 from eval import THUMOS_TIOU, evaluate_detection, load_ground_truth, scored_subset
+from eval.report import CURVES_FILE, RunInfo, save_curves, write_report
 from utils.io import read_json, save_json, save_text
 from utils.plots import plot_video
 from utils.proposals import localize, select_classes
 
-PREDICTION_FILES = ("predictions.json", "detections.csv")   # with plots/VID.png: what a prediction writes
+REPORT_FILE = "report.html"
+PREDICTION_FILES = ("predictions.json", "detections.csv", REPORT_FILE, CURVES_FILE)   # and plots/VID.png
 
 
 def autocast(args, device):
@@ -136,10 +139,28 @@ def result_file(results):
     return {"version": "AICL", "method": "AICL", "results": results, "external_data": {}}
 
 
+@dataclass
+class Evaluation:
+    """One evaluation: its metrics, its predictions (predictions.json), the ground truth they were scored on
+    (a gt.json dict and its subset) and every video's curves ({vid: (curves, seconds per sample)}), which
+    the results page shows."""
+    metrics: dict
+    predictions: dict
+    gt: dict
+    subset: str
+    curves: dict
+
+
 def evaluate(model, dataset, args, device):
-    """Predict, then score with the ActivityNet protocol. Returns (metrics, predictions); metrics["subset"]
-    is the gt.json subset scored (SAL's "val" when gt.json names the validation videos so)."""
-    predictions, stats = predict(model, dataset, args, device)
+    """(metrics, predictions) of ``evaluation``."""
+    e = evaluation(model, dataset, args, device)
+    return e.metrics, e.predictions
+
+
+def evaluation(model, dataset, args, device):
+    """Predict, then score with the ActivityNet protocol: an Evaluation, whose metrics["subset"] is the
+    gt.json subset scored (SAL's "val" when gt.json names the validation videos so)."""
+    predictions, stats, curves = predict(model, dataset, args, device, curves=True)
     # Classes with no ground truth in the subset do not enter the ActivityNet mAP (the demo data uses
     # 6 of the 20 classes); leave them out here so the evaluator's error is kept for foreign files.
     gt, subset = dataset.gt, scored_subset(dataset.gt, args.test_subset)
@@ -151,7 +172,7 @@ def evaluate(model, dataset, args, device):
     metrics = {"subset": subset, "tiou": list(args.tiou), "mAP": [float(m) for m in det["mAP"]],
                "average_mAP": float(det["average_mAP"]), **stats,
                "ap_per_class": {c: [float(a) for a in ap] for c, ap in det["ap_per_class"].items()}}
-    return metrics, predictions
+    return Evaluation(metrics, predictions, gt, subset, curves)
 
 
 def format_table(metrics):
@@ -171,10 +192,32 @@ def format_table(metrics):
             f"A_ca^bin {metrics['A_ca_bin_acc'] * 100:.1f}%")
 
 
-def write_results(out_dir, metrics, predictions):
-    """An evaluation's files: predictions.json and metrics.json in ``out_dir``."""
-    save_json(predictions, os.path.join(out_dir, "predictions.json"))
+def page_settings(args, model_file=None):
+    """What the results page shows of a run: the checkpoint, the data and every setting."""
+    return {"checkpoint": model_file and os.path.abspath(model_file), "data_path": args.data_path,
+            **checkpoint.settings(args)}
+
+
+def write_page(out_dir, predictions, run, scored=(None, "test"), tiou=THUMOS_TIOU):
+    """report.html (eval/report.py) and the curves it draws, curves.npz, next to predictions.json. ``run``: a
+    RunInfo; ``scored``: (gt.json dict, subset) of an evaluation, (None, _) for a prediction."""
+    save_curves(os.path.join(out_dir, CURVES_FILE), run.curves)
+    gt, subset = scored
+    write_report(os.path.join(out_dir, REPORT_FILE), predictions, gt=gt, subset=subset, tiou=tiou, run=run)
+
+
+def page_curves(curves):
+    """{vid: (curves, seconds per sample)} of predict -> the curves form of eval/report.py."""
+    return {vid: {"seconds_per_sample": seconds, "curves": named} for vid, (named, seconds) in curves.items()}
+
+
+def write_results(out_dir, metrics, evaluated, settings):
+    """An evaluation's files in ``out_dir``: predictions.json, metrics.json (``metrics``: the Evaluation
+    ``evaluated``'s, with what the caller adds), and its results page with the run's ``settings``."""
+    save_json(evaluated.predictions, os.path.join(out_dir, "predictions.json"))
     save_json(metrics, os.path.join(out_dir, "metrics.json"))
+    write_page(out_dir, evaluated.predictions, RunInfo(settings=settings, curves=page_curves(evaluated.curves)),
+               (evaluated.gt, evaluated.subset), metrics["tiou"])
 
 
 def detections_table(results):
@@ -189,10 +232,21 @@ def detections_table(results):
     return table.getvalue()
 
 
-def write_prediction(out_dir, results):
-    """A prediction's files: predictions.json and detections.csv in ``out_dir``."""
+def write_prediction(out_dir, results, run):
+    """A prediction's files in ``out_dir``: predictions.json, detections.csv and its results page (``run``: a
+    RunInfo with the settings, curves, durations and source video files)."""
     save_json(result_file(results), os.path.join(out_dir, "predictions.json"))
     save_text(detections_table(results), os.path.join(out_dir, "detections.csv"))
+    write_page(out_dir, result_file(results), run)
+
+
+def source_videos(folder, vids):
+    """{vid: video file} of the features that ``python -m features`` extracted into ``folder`` (the sources
+    its extraction.json records and that still exist), for the results page's player."""
+    path = os.path.join(folder, "extraction.json")
+    records = read_json(path).get("videos", {}) if os.path.isfile(path) else {}
+    sources = {vid: records[vid].get("source") for vid in vids if isinstance(records.get(vid), dict)}
+    return {vid: src for vid, src in sources.items() if isinstance(src, str) and os.path.isfile(src)}
 
 
 def clear_prediction(out_dir):
@@ -229,14 +283,15 @@ def run_inference(args, device, state, class_names):
     test_set = feature_dataset(args, "test", class_names)
     check_plot_videos(args.plot_video, test_set.vids, f"the test split of {args.data_path}")
     model = checkpoint.load_model(state, args, len(class_names), device, model_file)
-    metrics, predictions = evaluate(model, test_set, args, device)
+    evaluated = evaluation(model, test_set, args, device)
+    metrics = evaluated.metrics
     # A run's own metrics.json / predictions.json (its best step) are never replaced by a later evaluation.
     eval_dir = os.path.join(out_dir, "eval_" + os.path.splitext(os.path.basename(model_file))[0])
-    write_results(eval_dir, metrics, predictions)
+    write_results(eval_dir, metrics, evaluated, page_settings(args, model_file))
     print(f"model {model_file} on {args.data_path} ({len(test_set)} test videos, gt.json subset "
           f"{metrics['subset']!r})")
     print(format_table(metrics))
-    print(f"predictions and metrics written to {eval_dir}/")
+    print(f"predictions, metrics and the results page ({REPORT_FILE}) written to {eval_dir}/")
     return metrics, eval_dir
 
 
@@ -268,7 +323,7 @@ def predict_folder(args, device, model, class_names):
     videos = prediction_videos(args)
     post = PostProcess.from_args(args)
     clear_prediction(out_dir)
-    results = {}
+    results, curves, durations = {}, {}, {}
     for vid, read in videos.items():
         feats = read()                                                    # [T_v, 2048]
         x = torch.from_numpy(feats[uniform_indices(len(feats), args.num_segments, args.short_videos == "keep")])
@@ -276,13 +331,17 @@ def predict_folder(args, device, model, class_names):
             out = model(x[None].to(device))                               # x: [T or T_v, 2048]
         _, _, detections = localize_video(out, len(feats), post)
         results[vid] = as_records(detections, class_names)
+        curves[vid] = detection_curves(out, len(feats), detections, class_names, post)
+        durations[vid] = len(feats) * SNIPPET_FRAMES / post.fps
         if args.plot or vid in args.plot_video:
             plot_detections(out, len(feats), detections, class_names, args, vid)
-    write_prediction(out_dir, results)
+    write_prediction(out_dir, results, RunInfo(settings=page_settings(args, args.model_file),
+                                               curves=page_curves(curves), durations=durations,
+                                               media=source_videos(args.predict_dir, videos)))
     n_detections = sum(map(len, results.values()))
     n_detected = len({d["label"] for dets in results.values() for d in dets})
     print(f"{len(videos)} videos, {n_detections} detections of {n_detected} classes (of the checkpoint's "
-          f"{len(class_names)}) written to {out_dir}/predictions.json and detections.csv"
+          f"{len(class_names)}) written to {out_dir}/predictions.json, detections.csv and {REPORT_FILE}"
           + (f", figures in {out_dir}/plots/" if args.plot or args.plot_video else ""))
     return results
 

@@ -24,8 +24,8 @@ import checkpoint
 from checkpoint import build_model
 from dataset import CLASS_COUNTS, FEATURE_FPS, collate, read_split
 from eval import THUMOS_TIOU
-from inference import (autocast, check_plot_videos, evaluate, feature_dataset, format_table, run_inference,
-                       write_results)
+from inference import (autocast, check_plot_videos, evaluate, evaluation, feature_dataset, format_table,
+                       page_settings, run_inference, write_results)
 from losses import RELEASE_WEIGHTS, total_loss
 from runs import (claim_output_dir, log_evaluation, log_line, log_metrics, log_warning, output_dir_lock,
                   plot_consistent, read_log)
@@ -353,7 +353,8 @@ def save_checkpoint(run, name, resumable=False):
 def evaluation_step(run, writer, device):
     """Evaluate on the selection set, log, keep best.pt (and, selecting on test, its results), save last.pt."""
     p, name = run.progress, run.select_name
-    metrics, predictions = evaluate(run.model, run.select_set, run.args, device)
+    evaluated = evaluation(run.model, run.select_set, run.args, device)
+    metrics = evaluated.metrics
     log_metrics(writer, metrics, p.step, name)
     log_evaluation(run.out_dir, p.history, p.step, metrics, p.window)
     p.window = []
@@ -363,7 +364,7 @@ def evaluation_step(run, writer, device):
         save_checkpoint(run, "best.pt")
         p.best_file = os.path.join(run.out_dir, "best.pt")
         if name == "test":
-            write_results(run.out_dir, p.best_metrics, predictions)
+            write_results(run.out_dir, p.best_metrics, evaluated, page_settings(run.args, p.best_file))
     save_checkpoint(run, "last.pt", resumable=True)
     save_json(dict(metrics, step=p.step, split=name), os.path.join(run.out_dir, "last_metrics.json"))
     plot_consistent(p.consistent, run.args, os.path.join(run.out_dir, "consistent_segments.png"))
@@ -449,10 +450,10 @@ def test_best(best_file, args, test_set, device, out_dir):
     predictions.json hold these test numbers (with the validation mAP that chose it)."""
     state = checkpoint.load(best_file)
     model = checkpoint.load_model(state, args, len(test_set.class_names), device, best_file)
-    metrics, predictions = evaluate(model, test_set, args, device)
-    metrics = dict(metrics, step=state["step"], selected_on="val",
+    evaluated = evaluation(model, test_set, args, device)
+    metrics = dict(evaluated.metrics, step=state["step"], selected_on="val",
                    val_average_mAP=state["best_metrics"]["average_mAP"])
-    write_results(out_dir, metrics, predictions)
+    write_results(out_dir, metrics, evaluated, page_settings(args, best_file))
     return metrics
 
 

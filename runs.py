@@ -19,7 +19,7 @@ from utils.plots import plot_series
 
 
 RUN_OUTPUTS = ("best.pt", "last.pt", "metrics.json", "last_metrics.json", "predictions.json", "log.csv",
-               "consistent_segments.png", "logs", "plots")
+               "consistent_segments.png", "logs", "plots", "report.html", "curves.npz")
 
 
 @contextlib.contextmanager

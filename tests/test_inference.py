@@ -1,8 +1,10 @@
 """inference.py: actionness accuracy at the features' frame rate, the prediction folder holding one prediction's
-files, detections.csv's precision and order, and the curves of the results page."""
+files, detections.csv's precision and order, and the results page (report.html) of every evaluation and
+prediction with its curves."""
 import csv
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ import checkpoint
 import inference
 import main
 from dataset import THUMOS14_CLASSES, FeatureDataset, make_synthetic_dataset, uniform_indices
+from eval.report import CURVES_FILE, load_curves
 
 CPU = torch.device("cpu")
 
@@ -128,3 +131,40 @@ def test_predict_returns_the_curves_the_figures_draw(data, model_file, monkeypat
         assert list(drawn[vid][0]) == list(named) and drawn[vid][1] == seconds
         for name, curve in named.items():
             np.testing.assert_array_equal(drawn[vid][0][name], curve)
+
+
+def page_data(path):
+    """The JSON data embedded in a results page."""
+    text = open(path, encoding="utf-8").read()
+    return json.loads(re.search(r'<script type="application/json" id="report-data">(.*?)</script>', text, re.S)[1])
+
+
+def test_an_evaluation_writes_its_results_page_beside_its_metrics(data, model_file, tmp_path):
+    """Issue 20: report.html and curves.npz next to predictions.json; the page's mAP is metrics.json's, its
+    detections those of predictions.json, and it has every test video's curves."""
+    metrics = main.main(["--inference_only", "--data_path", data, "--model_file", model_file, "--output_dir",
+                         str(tmp_path), "--exp_name", "e", "--class_th", "0.01"])
+    folder = tmp_path / "e" / "eval_best"
+    page = page_data(folder / "report.html")
+    assert page["metrics"]["mAP"] == pytest.approx(metrics["mAP"], abs=1e-12)
+    assert page["metrics"]["mAP"] == pytest.approx(json.load(open(folder / "metrics.json"))["mAP"], abs=1e-12)
+    predictions = json.load(open(folder / "predictions.json"))["results"]
+    assert len(page["det"]["score"]) == sum(map(len, predictions.values())) > 0
+    assert sorted(page["videos"]["id"]) == sorted(predictions) == sorted(load_curves(folder / CURVES_FILE))
+    assert page["settings"]["checkpoint"] == os.path.abspath(model_file) and page["settings"]["class_th"] == 0.01
+
+
+def test_a_prediction_writes_its_results_page_with_durations_and_source_videos(data, model_file, tmp_path):
+    predicted = predict(data, model_file, tmp_path)
+    folder = tmp_path / "p"
+    page = page_data(folder / "report.html")
+    assert page["metrics"] is None and len(page["det"]["score"]) == sum(map(len, predicted.values()))
+    lengths = FeatureDataset(data, "test", 16, "uniform").lengths
+    assert dict(zip(page["videos"]["id"], page["videos"]["duration"])) == pytest.approx(
+        {vid: T_v * 16 / 25 for vid, T_v in lengths.items()})
+    assert set(load_curves(folder / CURVES_FILE)) == set(predicted)
+    source = tmp_path / "clip.mp4"
+    source.write_bytes(b"a video")
+    (tmp_path / "extraction.json").write_text(json.dumps({"videos": {"a": {"source": str(source)},
+                                                                     "b": {"source": str(tmp_path / "gone.mp4")}}}))
+    assert inference.source_videos(str(tmp_path), ["a", "b", "c"]) == {"a": str(source)}

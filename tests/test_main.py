@@ -55,7 +55,7 @@ def test_training_learns(trained):
 def test_training_writes_checkpoints_and_results_atomically(trained):
     _, out, best = trained
     files = sorted(os.listdir(os.path.join(out, "run")))
-    assert {"best.pt", "last.pt", "predictions.json", "metrics.json", "logs"} <= set(files)
+    assert {"best.pt", "last.pt", "predictions.json", "metrics.json", "logs", "report.html", "curves.npz"} <= set(files)
     assert not [f for f in files if f.endswith(".tmp")]
     state = torch.load(os.path.join(out, "run", "best.pt"), weights_only=True)
     assert state["step"] == best["step"] and state["class_names"] == THUMOS14_CLASSES
