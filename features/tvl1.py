@@ -1,0 +1,353 @@
+"""OpenCV's CPU Dual TV-L1 optical flow (opencv_contrib modules/optflow/src/tvl1flow.cpp, the object made by
+cv2.optflow.DualTVL1OpticalFlow_create() with its defaults) written in PyTorch ops, for a batch of frame pairs on
+any device.
+
+`tvl1(first, second, device)` maps uint8 grayscale frames [B, H, W] to float32 displacements [B, H, W, 2] in
+pixels (channel 0 horizontal, 1 vertical), the field OpenCV's `calc(first[i], second[i], None)` returns for
+every pair i: numpy in, numpy out; tensors in, a tensor on `device` out.
+
+Replicated, step by step (each is tested against OpenCV on its own in tests/test_tvl1.py):
+- parameters: tau 0.25, lambda 0.15, theta 0.3, 5 scales, 5 warps, epsilon 0.01, 30 inner and 10 outer
+  iterations, scale step 0.8, gamma 0 (no u3 term), 5x5 median filtering, no initial flow; frames in 0..255;
+- the pyramid: repeated cv::resize(fx = fy = 0.8, INTER_LINEAR) on float32 images: sizes rounded from
+  size * 0.8 (half to even), source coordinate (d + 0.5) * 1.25 - 0.5 cast to float, columns past the edge
+  take the edge pixel, rows are clamped with their fraction kept, horizontal pass first; building stops at
+  the first level under 16 px in either direction (that level is dropped);
+- the flow of a coarser level resized bilinearly (the same rule, ratio from the sizes) to the finer size and
+  multiplied by 1.25;
+- centred gradients with one-sided halves on the border rows and columns;
+- warping by cv::remap INTER_CUBIC, BORDER_CONSTANT 0: coordinates x + u rounded to 1/32 px (half to even),
+  separable weights of the a = -0.75 kernel from OpenCV's 32-entry table, their products as the 2-D weights,
+  taps outside the image count as 0, and the two summation orders OpenCV uses (inside: row sums added;
+  near the border: one tap at a time);
+- cv::medianBlur(ksize 5) on float32 with replicated borders before every outer pass (the median is exact,
+  computed here by a min/max selection network);
+- the thresholding step, divergence (incl. its first-column order), forward gradients and dual update in
+  OpenCV's float32 operation order, with the dual variables p zeroed once per scale and kept across warps;
+- the stopping test: after every inner iteration a pair whose sum of squared updates is <= epsilon^2 H W
+  stops its current warp (both loops), each pair on its own; finished pairs leave the working batch, so
+  batching never changes a pair's result.
+
+Known to differ: OpenCV sums the stopping error serially in float32, here it is a float64 sum (a pair whose
+error lies within float32 rounding of the threshold may stop one iteration earlier or later); the 2-D
+hypotenuse of the dual step is sqrt(x^2 + y^2) rather than hypot (last-bit differences); OpenCV's parallel
+row loops and SIMD paths (possibly with fused multiply-add) may round differently in the last bit; map
+coordinates beyond the 16-bit range OpenCV saturates to are not saturated here.
+"""
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+TAU, LAMBDA, THETA = 0.25, 0.15, 0.3
+SCALES, WARPS, EPSILON = 5, 5, 0.01
+INNER, OUTER = 30, 10
+SCALE_STEP = 0.8
+MIN_SIZE = 16                      # pyramid levels under this many px (rows or cols) are dropped
+TAB = 32                           # INTER_TAB_SIZE: remap coordinates are rounded to 1/32 px
+L_T = np.float32(LAMBDA * THETA)
+TAUT = np.float32(TAU / THETA)
+FLT_EPSILON = float(np.finfo(np.float32).eps)
+
+
+# ------------------------------------------------------------------------------------------- input checks
+
+def _frames(x, name, device):
+    """uint8 numpy/tensor [B, H, W] -> float32 tensor [B, H, W] on `device`, 0..255."""
+    if isinstance(x, np.ndarray):
+        if x.dtype != np.uint8:
+            raise ValueError(f"tvl1: {name} must be uint8 grayscale frames, got numpy {x.dtype}")
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    elif not isinstance(x, torch.Tensor):
+        raise ValueError(f"tvl1: {name} must be a numpy array or a torch tensor, got {type(x).__name__}")
+    if x.dtype != torch.uint8:
+        raise ValueError(f"tvl1: {name} must be uint8 grayscale frames, got {x.dtype}")
+    if x.dim() != 3:
+        raise ValueError(f"tvl1: {name} must be [B, H, W] (3-D), got shape {tuple(x.shape)}")
+    return x.to(device).float()
+
+
+def _inputs(first, second, device):
+    """Checked float32 [B, H, W] pair of batches on the device."""
+    device = torch.device(device)
+    a, b = _frames(first, "first", device), _frames(second, "second", device)
+    if a.shape != b.shape:
+        raise ValueError(f"tvl1: first and second differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
+    if a.shape[1] < 3 or a.shape[2] < 3:
+        raise ValueError(f"tvl1: frames must be at least 3x3 px, got {tuple(a.shape[1:])}")
+    return a, b
+
+
+# -------------------------------------------------------------------------------------- resize (pyramid)
+
+def pyramid_sizes(h, w):
+    """[(h, w)] of the levels OpenCV's TV-L1 builds, finest first (cv::resize by 0.8, sizes rounded)."""
+    sizes = [(h, w)]
+    while len(sizes) < SCALES:
+        h, w = round(h * SCALE_STEP), round(w * SCALE_STEP)
+        if h < MIN_SIZE or w < MIN_SIZE:
+            break
+        sizes.append((h, w))
+    return sizes
+
+
+def _linear_taps(src, dst, scale, clamp_fraction, device):
+    """cv::resize INTER_LINEAR taps of one axis: (i0, i1, w0, w1) [dst], weights float32 as OpenCV makes them."""
+    f = ((np.arange(dst) + 0.5) * scale - 0.5).astype(np.float32)
+    i = np.floor(f).astype(np.int64)
+    f = (f - i).astype(np.float32)
+    if clamp_fraction:                                    # columns: out of range -> the edge pixel, fraction 0
+        f[(i < 0) | (i >= src - 1)] = 0
+        i = np.clip(i, 0, src - 1)
+        i0, i1 = i, np.minimum(i + 1, src - 1)
+    else:                                                 # rows: clamped, fraction kept
+        i0, i1 = np.clip(i, 0, src - 1), np.clip(i + 1, 0, src - 1)
+    w0 = (np.float32(1) - f).astype(np.float32)
+    as_t = lambda v: torch.from_numpy(np.ascontiguousarray(v)).to(device)
+    return as_t(i0), as_t(i1), as_t(w0), as_t(f)
+
+
+def resize_linear(x, size, scale=None):
+    """cv::resize(INTER_LINEAR) of float32 [B, H, W] to size (h, w) -> [B, h, w]. `scale`: the factor given
+    as fx = fy (then OpenCV maps with 1 / scale); None: the ratio of the sizes (dsize given)."""
+    (h, w), (sh, sw) = size, x.shape[-2:]
+    sx = 1.0 / scale if scale else 1.0 / (w / sw)
+    sy = 1.0 / scale if scale else 1.0 / (h / sh)
+    c0, c1, a0, a1 = _linear_taps(sw, w, sx, True, x.device)
+    r0, r1, b0, b1 = _linear_taps(sh, h, sy, False, x.device)
+    rows = x.index_select(-1, c0) * a0 + x.index_select(-1, c1) * a1          # [B, sh, w]
+    return rows.index_select(-2, r0) * b0[:, None] + rows.index_select(-2, r1) * b1[:, None]   # [B, h, w]
+
+
+# -------------------------------------------------------------------------------------- image operators
+
+def centered_gradient(x):
+    """OpenCV's centredGradient of float32 [B, H, W] -> (dx, dy), halves of one-sided differences on the border."""
+    dx, dy = torch.empty_like(x), torch.empty_like(x)
+    dx[..., 1:-1] = 0.5 * (x[..., 2:] - x[..., :-2])
+    dx[..., 0] = 0.5 * (x[..., 1] - x[..., 0])
+    dx[..., -1] = 0.5 * (x[..., -1] - x[..., -2])
+    dy[..., 1:-1, :] = 0.5 * (x[..., 2:, :] - x[..., :-2, :])
+    dy[..., 0, :] = 0.5 * (x[..., 1, :] - x[..., 0, :])
+    dy[..., -1, :] = 0.5 * (x[..., -1, :] - x[..., -2, :])
+    return dx, dy
+
+
+def _cubic_weights(x):
+    """OpenCV's interpolateCubic (A = -0.75) at fractions x (float32 tensor [...]) -> weights [..., 4]."""
+    a = -0.75
+    x1, xm = x + 1.0, 1.0 - x
+    c0 = ((a * x1 - 5 * a) * x1 + 8 * a) * x1 - 4 * a
+    c1 = (((a + 2) * x - (a + 3)) * x) * x + 1.0
+    c2 = (((a + 2) * xm - (a + 3)) * xm) * xm + 1.0
+    return torch.stack([c0, c1, c2, ((1.0 - c0) - c1) - c2], -1)
+
+
+CUBIC = _cubic_weights(torch.arange(TAB, dtype=torch.float32) * np.float32(1 / TAB))   # [32, 4]
+
+
+def remap_cubic(img, map_x, map_y, grid=TAB):
+    """cv::remap(img, map_x, map_y, INTER_CUBIC, BORDER_CONSTANT, 0) of float32 [B, H, W] with float32 absolute
+    maps [B, H, W] -> [B, H, W]. grid=32: coordinates rounded to 1/32 px and weights from OpenCV's table
+    (OpenCV up to 4.x); grid=None: weights at the exact coordinates (what OpenCV 5.0's remap does)."""
+    b, h, w = img.shape
+    if grid:
+        qx, qy = torch.round(map_x * grid).long(), torch.round(map_y * grid).long()   # half to even
+        x0, y0 = torch.div(qx, grid, rounding_mode="floor"), torch.div(qy, grid, rounding_mode="floor")
+        tab = CUBIC.to(img.device)
+        cx, cy = tab[qx - x0 * grid], tab[qy - y0 * grid]                            # [B, H, W, 4]
+    else:
+        fx, fy = torch.floor(map_x), torch.floor(map_y)
+        cx, cy = _cubic_weights(map_x - fx), _cubic_weights(map_y - fy)
+        x0, y0 = fx.long(), fy.long()
+    k = torch.arange(4, device=img.device) - 1
+    xs, ys = x0[..., None] + k, y0[..., None] + k                                   # [B, H, W, 4]
+    vx, vy = (xs >= 0) & (xs < w), (ys >= 0) & (ys < h)
+    idx = ys.clamp(0, h - 1)[..., :, None] * w + xs.clamp(0, w - 1)[..., None, :]   # [B, H, W, 4, 4]
+    taps = img.reshape(b, h * w).gather(1, idx.reshape(b, -1)).reshape(idx.shape)
+    taps = taps * (vy[..., :, None] & vx[..., None, :])
+    terms = taps * (cy[..., :, None] * cx[..., None, :])                            # [B, H, W, 4, 4]
+    inside = (x0 >= 1) & (x0 < max(w - 2, 1)) & (y0 >= 1) & (y0 < max(h - 2, 1))
+    return torch.where(inside, _row_sums(terms), _one_by_one(terms))
+
+
+def _row_sums(terms):
+    """OpenCV's inner bicubic sum: each row's four products left to right, then the rows in order."""
+    rows = ((terms[..., 0] + terms[..., 1]) + terms[..., 2]) + terms[..., 3]       # [B, H, W, 4]
+    return ((rows[..., 0] + rows[..., 1]) + rows[..., 2]) + rows[..., 3]
+
+
+def _one_by_one(terms):
+    """OpenCV's border bicubic sum: the 16 products added one at a time to the border value 0."""
+    flat = terms.flatten(-2)                                                        # [B, H, W, 16]
+    total = torch.zeros_like(flat[..., 0])
+    for i in range(16):
+        total = total + flat[..., i]
+    return total
+
+
+def _median_network(n=25, padded=32):
+    """Min/max steps [(is_max, out, a, b)] selecting the median of n wires: Batcher's odd-even merge sort of
+    `padded` wires (the extra ones +inf) pruned to what the middle output needs. Wires 0..n-1 are inputs."""
+    pairs, p = [], 1
+    while p < padded:
+        k = p
+        while k >= 1:
+            for j in range(k % p, padded - k, 2 * k):
+                pairs += [(i + j, i + j + k) for i in range(min(k, padded - j - k))
+                          if (i + j) // (2 * p) == (i + j + k) // (2 * p)]
+            k //= 2
+        p *= 2
+    wires, steps, fresh = list(range(n)) + [None] * (padded - n), [], n
+    for i, j in pairs:
+        if wires[j] is None or wires[i] is None:
+            wires[i], wires[j] = (wires[i], wires[j]) if wires[j] is None else (wires[j], None)
+            continue
+        steps += [(False, fresh, wires[i], wires[j]), (True, fresh + 1, wires[i], wires[j])]
+        wires[i], wires[j], fresh = fresh, fresh + 1, fresh + 2
+    need, kept = {wires[n // 2]}, []
+    for step in reversed(steps):
+        if step[1] in need:
+            kept.append(step)
+            need |= {step[2], step[3]}
+    return kept[::-1], wires[n // 2]
+
+
+MEDIAN_STEPS, MEDIAN_OUT = _median_network()
+
+
+def median5(x):
+    """cv::medianBlur(x, 5) of float32 [B, H, W] (replicated border) -> [B, H, W]."""
+    h, w = x.shape[-2:]
+    pad = F.pad(x[:, None], (2, 2, 2, 2), mode="replicate")[:, 0]                 # [B, H + 4, W + 4]
+    vals = {dy * 5 + dx: pad[:, dy:dy + h, dx:dx + w] for dy in range(5) for dx in range(5)}
+    for is_max, out, a, b in MEDIAN_STEPS:
+        vals[out] = torch.maximum(vals[a], vals[b]) if is_max else torch.minimum(vals[a], vals[b])
+    return vals[MEDIAN_OUT].contiguous()
+
+
+# ------------------------------------------------------------------------------------------- the solver
+
+def _warp(i0, i1, i1x, i1y, u1, u2, grid):
+    """I1 and its gradient warped by the flow, and what the thresholding step needs for this warp:
+    (I1wx, I1wy, grad, rho_c), each [b, H, W]."""
+    h, w = i0.shape[-2:]
+    gx = torch.arange(w, device=i0.device, dtype=torch.float32)
+    gy = torch.arange(h, device=i0.device, dtype=torch.float32)[:, None]
+    mx, my = gx + u1, gy + u2
+    i1w, i1wx, i1wy = (remap_cubic(img, mx, my, grid) for img in (i1, i1x, i1y))
+    grad = i1wx * i1wx + i1wy * i1wy
+    rho_c = ((i1w - i1wx * u1) - i1wy * u2) - i0
+    return i1wx, i1wy, grad, rho_c
+
+
+def _divergence(v1, v2):
+    """OpenCV's divergence of (v1, v2) [b, H, W]: backward differences, zero outside, first column in its order."""
+    d1, d2 = v1.clone(), v2.clone()
+    d1[..., 1:] -= v1[..., :-1]
+    d2[..., 1:, :] -= v2[..., :-1, :]
+    div = d1 + d2
+    div[..., 1:, 0] = (v1[..., 1:, 0] + v2[..., 1:, 0]) - v2[..., :-1, 0]
+    return div
+
+
+def _forward_gradient(u):
+    """Forward differences of u [b, H, W] -> (ux, uy), zero in the last column / row."""
+    ux, uy = torch.zeros_like(u), torch.zeros_like(u)
+    ux[..., :-1] = u[..., 1:] - u[..., :-1]
+    uy[..., :-1, :] = u[..., 1:, :] - u[..., :-1, :]
+    return ux, uy
+
+
+def _dual(p1, p2, u):
+    """estimateDualVariables for one flow component: p <- (p + taut Du) / (1 + taut |Du|)."""
+    ux, uy = _forward_gradient(u)
+    ng = 1.0 + TAUT * torch.sqrt(ux * ux + uy * uy)
+    return (p1 + TAUT * ux) / ng, (p2 + TAUT * uy) / ng
+
+
+def iteration(state, warp):
+    """One inner iteration. state (u1, u2, p11, p12, p21, p22) and warp (I1wx, I1wy, grad, rho_c), each
+    [b, H, W] -> (new state, float64 error [b]: the sum of squared flow updates per pair)."""
+    u1, u2, p11, p12, p21, p22 = state
+    ix, iy, grad, rho_c = warp
+    rho = rho_c + (ix * u1 + iy * u2)
+    lg = L_T * grad
+    fi = torch.where(grad > FLT_EPSILON, -rho / grad, torch.zeros_like(rho))
+    fi = torch.where(rho > lg, -L_T, torch.where(rho < -lg, L_T, fi))
+    v1, v2 = u1 + fi * ix, u2 + fi * iy
+    n1 = v1 + np.float32(THETA) * _divergence(p11, p12)
+    n2 = v2 + np.float32(THETA) * _divergence(p21, p22)
+    e1, e2 = n1 - u1, n2 - u2
+    error = (e1 * e1 + e2 * e2).double().sum(-1).sum(-1)
+    p11, p12 = _dual(p11, p12, n1)
+    p21, p22 = _dual(p21, p22, n2)
+    return (n1, n2, p11, p12, p21, p22), error
+
+
+def _shrink(full, work, active, done):
+    """Write the finished pairs (bool [b] `done`) of the working tensors back into the full-batch tensors
+    `full`; returns the working tensors and global indices of the pairs still running."""
+    for target, t in zip(full, work):
+        target[active[done]] = t[done]
+    keep = ~done
+    return [t[keep] for t in work], active[keep]
+
+
+def _warp_iterations(state, warp, eps):
+    """The outer/inner loops of one warp for a batch: state (u1, u2, p11, p12, p21, p22) and warp constants,
+    each [B, H, W]. Each pair stops when its own error is <= eps (it leaves the working batch, the others go
+    on). Returns the new state, [B, H, W] each."""
+    b = state[0].shape[0]
+    full, active = list(state), torch.arange(b, device=state[0].device)
+    work, consts = list(state), list(warp)
+    for _ in range(OUTER):
+        work[0], work[1] = median5(work[0]), median5(work[1])
+        for _ in range(INNER):
+            work, error = iteration(work, consts)
+            work = list(work)
+            done = error <= eps
+            if bool(done.any()):
+                consts = [t[~done] for t in consts]
+                work, active = _shrink(full, work, active, done)
+                if not len(active):
+                    return full
+    if len(active) == b:
+        return work
+    for target, t in zip(full, work):
+        target[active] = t
+    return full
+
+
+def _solve_scale(i0, i1, u1, u2, grid):
+    """procOneScale for a batch: frames i0, i1 and the initial flow u1, u2, each [B, H, W] -> flow (u1, u2)."""
+    h, w = i0.shape[-2:]
+    eps = float(np.float32(EPSILON * EPSILON * h * w))
+    i1x, i1y = centered_gradient(i1)
+    state = [u1, u2] + [torch.zeros_like(u1) for _ in range(4)]        # p11, p12, p21, p22: zero once per scale
+    for _ in range(WARPS):
+        warp = _warp(i0, i1, i1x, i1y, state[0], state[1], grid)
+        state = _warp_iterations(state, warp, eps)
+    return state[0], state[1]
+
+
+@torch.inference_mode()
+def tvl1(first, second, device="cpu", grid=TAB):
+    """OpenCV's CPU Dual TV-L1 (defaults) for each pair (first[i], second[i]): uint8 grayscale [B, H, W] numpy
+    arrays or tensors (same type, shape) -> float32 displacements [B, H, W, 2] in pixels (x, y), computed on
+    `device` (str or torch.device): a numpy array for numpy input, else a tensor on `device`. `grid`: the remap
+    coordinate grid, 32 as OpenCV up to 4.x (which made the released feature sets), None for OpenCV 5.0's
+    exact coordinates (see remap_cubic)."""
+    as_numpy = isinstance(first, np.ndarray)
+    i0, i1 = _inputs(first, second, device)
+    sizes = pyramid_sizes(*i0.shape[-2:])
+    levels = [(i0, i1)]
+    for size in sizes[1:]:
+        levels.append(tuple(resize_linear(x, size, SCALE_STEP) for x in levels[-1]))
+    u1, u2 = torch.zeros_like(levels[-1][0]), torch.zeros_like(levels[-1][0])
+    for s in reversed(range(len(sizes))):
+        u1, u2 = _solve_scale(*levels[s], u1, u2, grid)
+        if s:
+            up = np.float32(1 / SCALE_STEP)
+            u1, u2 = resize_linear(u1, sizes[s - 1]) * up, resize_linear(u2, sizes[s - 1]) * up
+    flow = torch.stack([u1, u2], -1)                                     # [B, H, W, 2]
+    return flow.cpu().numpy() if as_numpy else flow
