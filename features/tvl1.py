@@ -145,20 +145,38 @@ def _cubic_weights(x):
     return torch.stack([c0, c1, c2, ((1.0 - c0) - c1) - c2], -1)
 
 
+def _fma(a, b, c):
+    """a * b + c rounded once to float32, as a fused multiply-add (exact products in float64)."""
+    return (a.double() * b.double() + c).float()
+
+
+def _cubic_weights_exact(x):
+    """OpenCV 5.0's cubic weights (A = -0.75) at fractions x (float32 tensor [...]) -> [..., 4], in its float32
+    operation order (fused multiply-adds in the middle weight; the third is what the others leave of 1)."""
+    a = -0.75
+    t = 1.0 - x
+    c0 = a * (x * ((x - 1.0) * (x - 1.0)))
+    c1 = _fma(_fma(torch.full_like(x, a + 2), x, -(a + 3)), x * x, 1.0)
+    c3 = a * (t * ((t - 1.0) * (t - 1.0)))
+    return torch.stack([c0, c1, ((1.0 - c0) - c1) - c3, c3], -1)
+
+
 CUBIC = _cubic_weights(torch.arange(TAB, dtype=torch.float32) * np.float32(1 / TAB))   # [32, 4]
 
 
 def remap_cubic(img, map_x, map_y, grid=TAB):
     """cv::remap(img, map_x, map_y, INTER_CUBIC, BORDER_CONSTANT, 0) of float32 [B, H, W] with float32 absolute
-    maps [B, H, W] -> [B, H, W]. grid=32: coordinates rounded to 1/32 px and weights from OpenCV's table
-    (OpenCV up to 4.x); grid=None: weights at the exact coordinates (what OpenCV 5.0's remap does)."""
+    maps [B, H, W] -> [B, H, W]. grid=32: OpenCV up to 4.x (coordinates rounded to 1/32 px, weights from its
+    table, products of the two 1-D weights summed row by row); grid=None: OpenCV 5.0 (weights at the exact
+    coordinates, each row interpolated with fused multiply-adds, then the rows the same way)."""
     return _remap_apply(img, _remap_taps(map_x, map_y, img.shape[-2:], grid))
 
 
 def _remap_taps(map_x, map_y, size, grid):
     """What remap needs from the maps [B, H, W], shared by every image remapped with them: flat tap indices
-    [B, H * W * 16], masked 2-D weights [B, H, W, 16] (0 for taps outside) and the border pixels (bool [B, H, W]:
-    OpenCV sums their taps one by one)."""
+    [B, H * W * 16], taps inside the image (bool [B, H, W, 16]), 1-D weights cx, cy [B, H, W, 4], the 2-D
+    weights [B, H, W, 16] (grid mode; None for OpenCV 5.0's rule) and the border pixels (bool [B, H, W]),
+    whose taps OpenCV up to 4.x adds one by one."""
     h, w = size
     if grid:
         qx, qy = torch.round(map_x * grid).long(), torch.round(map_y * grid).long()   # half to even
@@ -167,22 +185,25 @@ def _remap_taps(map_x, map_y, size, grid):
         cx, cy = tab[qx - x0 * grid], tab[qy - y0 * grid]                            # [B, H, W, 4]
     else:
         fx, fy = torch.floor(map_x), torch.floor(map_y)
-        cx, cy = _cubic_weights(map_x - fx), _cubic_weights(map_y - fy)
+        cx, cy = _cubic_weights_exact(map_x - fx), _cubic_weights_exact(map_y - fy)
         x0, y0 = fx.long(), fy.long()
     k = torch.arange(4, device=map_x.device) - 1
     xs, ys = x0[..., None] + k, y0[..., None] + k                                   # [B, H, W, 4]
-    cx, cy = cx * ((xs >= 0) & (xs < w)), cy * ((ys >= 0) & (ys < h))
+    valid = (((ys >= 0) & (ys < h))[..., :, None] & ((xs >= 0) & (xs < w))[..., None, :]).flatten(-2)
     idx = ys.clamp(0, h - 1)[..., :, None] * w + xs.clamp(0, w - 1)[..., None, :]   # [B, H, W, 4, 4]
-    weights = (cy[..., :, None] * cx[..., None, :]).flatten(-2)                     # [B, H, W, 16]
+    weights = (cy[..., :, None] * cx[..., None, :]).flatten(-2) if grid else None  # [B, H, W, 16]
     inside = (x0 >= 1) & (x0 < max(w - 2, 1)) & (y0 >= 1) & (y0 < max(h - 2, 1))
-    return idx.reshape(idx.shape[0], -1), weights, ~inside
+    return idx.reshape(idx.shape[0], -1), valid, cx, cy, weights, ~inside
 
 
 def _remap_apply(img, taps):
-    """img [B, H, W] remapped with _remap_taps' (idx, weights, border) -> [B, H, W]."""
-    idx, weights, border = taps
-    b = img.shape[0]
-    terms = img.reshape(b, -1).gather(1, idx).reshape(weights.shape) * weights       # [B, H, W, 16]
+    """img [B, H, W] remapped with _remap_taps' result -> [B, H, W]."""
+    idx, valid, cx, cy, weights, border = taps
+    vals = img.reshape(img.shape[0], -1).gather(1, idx).reshape(valid.shape) * valid   # [B, H, W, 16], 0 outside
+    if weights is None:
+        rows = _fma_dot(vals.unflatten(-1, (4, 4)), cx[..., None, :])                   # [B, H, W, 4]
+        return _fma_dot(rows, cy)
+    terms = vals * weights
     rows = ((terms[..., 0::4] + terms[..., 1::4]) + terms[..., 2::4]) + terms[..., 3::4]   # [B, H, W, 4]
     out = ((rows[..., 0] + rows[..., 1]) + rows[..., 2]) + rows[..., 3]
     edge = terms[border]                                                            # [n, 16]
@@ -191,6 +212,15 @@ def _remap_apply(img, taps):
         total = total + edge[:, i]
     out[border] = total
     return out
+
+
+def _fma_dot(v, c):
+    """sum_i v[..., i] c[..., i] over the last axis of 4 as OpenCV 5.0 chains it: v0 c0, then three fused
+    multiply-adds -> [...]."""
+    total = v[..., 0] * c[..., 0]
+    for i in range(1, 4):
+        total = _fma(v[..., i], c[..., i], total.double())
+    return total
 
 
 def _median_network(n=25, padded=32):
@@ -269,7 +299,8 @@ def _forward_gradient(u):
 def _dual(p1, p2, u):
     """estimateDualVariables for one flow component: p <- (p + taut Du) / (1 + taut |Du|)."""
     ux, uy = _forward_gradient(u)
-    ng = 1.0 + TAUT * torch.sqrt(ux * ux + uy * uy)
+    g = torch.sqrt(ux.double() ** 2 + uy.double() ** 2).float()                  # hypotf, rounded once
+    ng = 1.0 + TAUT * g
     return (p1 + TAUT * ux) / ng, (p2 + TAUT * uy) / ng
 
 
