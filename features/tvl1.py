@@ -94,31 +94,30 @@ def pyramid_sizes(h, w):
 
 
 def _linear_taps(src, dst, scale, clamp_fraction, device):
-    """cv::resize INTER_LINEAR taps of one axis: (i0, i1, w0, w1) [dst], weights float32 as OpenCV makes them."""
+    """cv::resize INTER_LINEAR taps of one axis: (i0, i1, f) [dst], the fraction f float32 as OpenCV makes it."""
     f = ((np.arange(dst) + 0.5) * scale - 0.5).astype(np.float32)
     i = np.floor(f).astype(np.int64)
     f = (f - i).astype(np.float32)
     if clamp_fraction:                                    # columns: out of range -> the edge pixel, fraction 0
         f[(i < 0) | (i >= src - 1)] = 0
-        i = np.clip(i, 0, src - 1)
-        i0, i1 = i, np.minimum(i + 1, src - 1)
-    else:                                                 # rows: clamped, fraction kept
-        i0, i1 = np.clip(i, 0, src - 1), np.clip(i + 1, 0, src - 1)
-    w0 = (np.float32(1) - f).astype(np.float32)
     as_t = lambda v: torch.from_numpy(np.ascontiguousarray(v)).to(device)
-    return as_t(i0), as_t(i1), as_t(w0), as_t(f)
+    return as_t(np.clip(i, 0, src - 1)), as_t(np.clip(i + 1, 0, src - 1)), as_t(f)
 
 
 def resize_linear(x, size, scale=None):
-    """cv::resize(INTER_LINEAR) of float32 [B, H, W] to size (h, w) -> [B, h, w]. `scale`: the factor given
-    as fx = fy (then OpenCV maps with 1 / scale); None: the ratio of the sizes (dsize given)."""
+    """cv::resize(INTER_LINEAR) of float32 [..., H, W] to size (h, w) -> [..., h, w]. `scale`: the factor given
+    as fx = fy (then OpenCV maps with 1 / scale); None: the ratio of the sizes (dsize given). Each pass is the
+    interpolation a + (b - a) f, columns first, as OpenCV 5.0 computes it (equal to cv2.resize when
+    shrinking; its enlarging differs in the last bit at some pixels)."""
     (h, w), (sh, sw) = size, x.shape[-2:]
     sx = 1.0 / scale if scale else 1.0 / (w / sw)
     sy = 1.0 / scale if scale else 1.0 / (h / sh)
-    c0, c1, a0, a1 = _linear_taps(sw, w, sx, True, x.device)
-    r0, r1, b0, b1 = _linear_taps(sh, h, sy, False, x.device)
-    rows = x.index_select(-1, c0) * a0 + x.index_select(-1, c1) * a1          # [B, sh, w]
-    return rows.index_select(-2, r0) * b0[:, None] + rows.index_select(-2, r1) * b1[:, None]   # [B, h, w]
+    c0, c1, fx = _linear_taps(sw, w, sx, True, x.device)
+    r0, r1, fy = _linear_taps(sh, h, sy, False, x.device)
+    left = x.index_select(-1, c0)
+    rows = left + (x.index_select(-1, c1) - left) * fx                           # [..., sh, w]
+    top = rows.index_select(-2, r0)
+    return top + (rows.index_select(-2, r1) - top) * fy[:, None]                 # [..., h, w]
 
 
 # -------------------------------------------------------------------------------------- image operators
@@ -254,32 +253,32 @@ MEDIAN_STEPS, MEDIAN_OUT = _median_network()
 
 
 def median5(x):
-    """cv::medianBlur(x, 5) of float32 [B, H, W] (replicated border) -> [B, H, W]."""
+    """cv::medianBlur(x, 5) of float32 [..., H, W] (replicated border) -> [..., H, W]."""
     h, w = x.shape[-2:]
-    pad = F.pad(x[:, None], (2, 2, 2, 2), mode="replicate")[:, 0]                 # [B, H + 4, W + 4]
+    pad = F.pad(x.reshape(-1, 1, h, w), (2, 2, 2, 2), mode="replicate")[:, 0]      # [N, H + 4, W + 4]
     vals = {dy * 5 + dx: pad[:, dy:dy + h, dx:dx + w] for dy in range(5) for dx in range(5)}
     for is_max, out, a, b in MEDIAN_STEPS:
         vals[out] = torch.maximum(vals[a], vals[b]) if is_max else torch.minimum(vals[a], vals[b])
-    return vals[MEDIAN_OUT].contiguous()
+    return vals[MEDIAN_OUT].reshape(x.shape)
 
 
 # ------------------------------------------------------------------------------------------- the solver
 
-def _warp(i0, i1, i1x, i1y, u1, u2, grid):
-    """I1 and its gradient warped by the flow, and what the thresholding step needs for this warp:
-    (I1wx, I1wy, grad, rho_c), each [b, H, W]."""
+def _warp(i0, i1, i1x, i1y, u, grid):
+    """I1 and its gradient warped by the flow u [b, 2, H, W], and what the thresholding step needs for this warp:
+    (I1w gradient [b, 2, H, W], grad [b, H, W], rho_c [b, H, W])."""
     h, w = i0.shape[-2:]
     gx = torch.arange(w, device=i0.device, dtype=torch.float32)
     gy = torch.arange(h, device=i0.device, dtype=torch.float32)[:, None]
-    taps = _remap_taps(gx + u1, gy + u2, (h, w), grid)
+    taps = _remap_taps(gx + u[:, 0], gy + u[:, 1], (h, w), grid)
     i1w, i1wx, i1wy = (_remap_apply(img, taps) for img in (i1, i1x, i1y))
     grad = i1wx * i1wx + i1wy * i1wy
-    rho_c = ((i1w - i1wx * u1) - i1wy * u2) - i0
-    return i1wx, i1wy, grad, rho_c
+    rho_c = ((i1w - i1wx * u[:, 0]) - i1wy * u[:, 1]) - i0
+    return torch.stack([i1wx, i1wy], 1), grad, rho_c
 
 
 def _divergence(v1, v2):
-    """OpenCV's divergence of (v1, v2) [b, H, W]: backward differences, zero outside, first column in its order."""
+    """OpenCV's divergence of (v1, v2) [..., H, W]: backward differences, zero outside, first column in its order."""
     d1, d2 = v1.clone(), v2.clone()
     d1[..., 1:] -= v1[..., :-1]
     d2[..., 1:, :] -= v2[..., :-1, :]
@@ -289,37 +288,35 @@ def _divergence(v1, v2):
 
 
 def _forward_gradient(u):
-    """Forward differences of u [b, H, W] -> (ux, uy), zero in the last column / row."""
+    """Forward differences of u [..., H, W] -> (ux, uy), zero in the last column / row."""
     ux, uy = torch.zeros_like(u), torch.zeros_like(u)
     ux[..., :-1] = u[..., 1:] - u[..., :-1]
     uy[..., :-1, :] = u[..., 1:, :] - u[..., :-1, :]
     return ux, uy
 
 
-def _dual(p1, p2, u):
-    """estimateDualVariables for one flow component: p <- (p + taut Du) / (1 + taut |Du|)."""
+def _dual(px, py, u):
+    """estimateDualVariables, both flow components at once: p <- (p + taut Du) / (1 + taut |Du|)."""
     ux, uy = _forward_gradient(u)
-    g = torch.sqrt(ux.double() ** 2 + uy.double() ** 2).float()                  # hypotf, rounded once
+    g = torch.hypot(ux, uy)
     ng = 1.0 + TAUT * g
-    return (p1 + TAUT * ux) / ng, (p2 + TAUT * uy) / ng
+    return (px + TAUT * ux) / ng, (py + TAUT * uy) / ng
 
 
 def iteration(state, warp):
-    """One inner iteration. state (u1, u2, p11, p12, p21, p22) and warp (I1wx, I1wy, grad, rho_c), each
-    [b, H, W] -> (new state, the squared flow update per pixel [b, H, W])."""
-    u1, u2, p11, p12, p21, p22 = state
-    ix, iy, grad, rho_c = warp
-    rho = rho_c + (ix * u1 + iy * u2)
+    """One inner iteration. state (u, px, py): the flow and the dual variables' x and y parts, [b, 2, H, W] each
+    (channel = flow component); warp: _warp's constants -> (new state, squared flow update per pixel [b, H, W])."""
+    u, px, py = state
+    ixy, grad, rho_c = warp
+    rho = rho_c + (ixy[:, 0] * u[:, 0] + ixy[:, 1] * u[:, 1])
     lg = L_T * grad
     fi = torch.where(grad > FLT_EPSILON, -rho / grad, torch.zeros_like(rho))
-    fi = torch.where(rho > lg, -L_T, torch.where(rho < -lg, L_T, fi))
-    v1, v2 = u1 + fi * ix, u2 + fi * iy
-    n1 = v1 + np.float32(THETA) * _divergence(p11, p12)
-    n2 = v2 + np.float32(THETA) * _divergence(p21, p22)
-    e1, e2 = n1 - u1, n2 - u2
-    p11, p12 = _dual(p11, p12, n1)
-    p21, p22 = _dual(p21, p22, n2)
-    return [n1, n2, p11, p12, p21, p22], e1 * e1 + e2 * e2
+    fi = torch.where(rho > lg, -L_T, torch.where(rho < -lg, L_T, fi))            # [b, H, W]
+    v = u + fi[:, None] * ixy
+    n = v + np.float32(THETA) * _divergence(px, py)
+    e = n - u
+    px, py = _dual(px, py, n)
+    return [n, px, py], e[:, 0] * e[:, 0] + e[:, 1] * e[:, 1]
 
 
 def serial_sum(x):
@@ -352,15 +349,14 @@ _COMPILED = []
 
 
 def _warp_iterations(state, warp, eps, steps):
-    """The outer/inner loops of one warp for a batch: state (u1, u2, p11, p12, p21, p22) and warp constants,
-    each [B, H, W]. Each pair stops when its own error is <= eps (it leaves the working batch, the others go
-    on). `steps`: kernels(). Returns the new state, [B, H, W] each."""
+    """The outer/inner loops of one warp for a batch: state (u, px, py) and warp constants (see iteration). Each pair stops when its own error is <= eps (it leaves the working batch, the others go
+    on). `steps`: kernels(). Returns the new state."""
     step, median = steps
     b = state[0].shape[0]
     full, active = list(state), torch.arange(b, device=state[0].device)
     work, consts = list(state), list(warp)
     for _ in range(OUTER):
-        work[0], work[1] = median(work[0]), median(work[1])
+        work[0] = median(work[0])
         for _ in range(INNER):
             work, update = step(work, consts)
             done = torch.from_numpy(serial_sum(update) <= eps).to(update.device)
@@ -376,16 +372,16 @@ def _warp_iterations(state, warp, eps, steps):
     return full
 
 
-def _solve_scale(i0, i1, u1, u2, grid, steps):
-    """procOneScale for a batch: frames i0, i1 and the initial flow u1, u2, each [B, H, W] -> flow (u1, u2)."""
+def _solve_scale(i0, i1, u, grid, steps):
+    """procOneScale for a batch: frames i0, i1 [B, H, W] and the initial flow u [B, 2, H, W] -> flow [B, 2, H, W]."""
     h, w = i0.shape[-2:]
     eps = np.float32(EPSILON * EPSILON * h * w)
     i1x, i1y = centered_gradient(i1)
-    state = [u1, u2] + [torch.zeros_like(u1) for _ in range(4)]        # p11, p12, p21, p22: zero once per scale
+    state = [u, torch.zeros_like(u), torch.zeros_like(u)]              # dual variables: zero once per scale
     for _ in range(WARPS):
-        warp = _warp(i0, i1, i1x, i1y, state[0], state[1], grid)
+        warp = _warp(i0, i1, i1x, i1y, state[0], grid)
         state = _warp_iterations(state, warp, eps, steps)
-    return state[0], state[1]
+    return state[0]
 
 
 @torch.inference_mode()
@@ -403,11 +399,10 @@ def tvl1(first, second, device="cpu", grid=TAB, compiled=False):
     levels = [(i0, i1)]
     for size in sizes[1:]:
         levels.append(tuple(resize_linear(x, size, SCALE_STEP) for x in levels[-1]))
-    u1, u2 = torch.zeros_like(levels[-1][0]), torch.zeros_like(levels[-1][0])
+    u = levels[-1][0].new_zeros((len(i0), 2) + sizes[-1])              # [B, 2, h, w]
     for s in reversed(range(len(sizes))):
-        u1, u2 = _solve_scale(*levels[s], u1, u2, grid, steps)
+        u = _solve_scale(*levels[s], u, grid, steps)
         if s:
-            up = np.float32(1 / SCALE_STEP)
-            u1, u2 = resize_linear(u1, sizes[s - 1]) * up, resize_linear(u2, sizes[s - 1]) * up
-    flow = torch.stack([u1, u2], -1)                                     # [B, H, W, 2]
+            u = resize_linear(u, sizes[s - 1]) * np.float32(1 / SCALE_STEP)
+    flow = u.permute(0, 2, 3, 1).contiguous()                            # [B, H, W, 2]
     return flow.cpu().numpy() if as_numpy else flow
