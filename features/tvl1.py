@@ -93,6 +93,11 @@ def pyramid_sizes(h, w):
     return sizes
 
 
+def _fma(a, b, c):
+    """a * b + c rounded once to float32, as a fused multiply-add (exact products in float64)."""
+    return (a.double() * b.double() + (c.double() if torch.is_tensor(c) else c)).float()
+
+
 def _linear_taps(src, dst, scale, clamp_fraction, device):
     """cv::resize INTER_LINEAR taps of one axis: (i0, i1, f) [dst], the fraction f float32 as OpenCV makes it."""
     f = ((np.arange(dst) + 0.5) * scale - 0.5).astype(np.float32)
@@ -107,17 +112,17 @@ def _linear_taps(src, dst, scale, clamp_fraction, device):
 def resize_linear(x, size, scale=None):
     """cv::resize(INTER_LINEAR) of float32 [..., H, W] to size (h, w) -> [..., h, w]. `scale`: the factor given
     as fx = fy (then OpenCV maps with 1 / scale); None: the ratio of the sizes (dsize given). Each pass is the
-    interpolation a + (b - a) f, columns first, as OpenCV 5.0 computes it (equal to cv2.resize when
-    shrinking; its enlarging differs in the last bit at some pixels)."""
+    interpolation a + (b - a) f with a fused multiply-add, columns first, as OpenCV 5.0 computes it (equal to
+    cv2.resize when shrinking; its enlarging differs in the last bit at some pixels)."""
     (h, w), (sh, sw) = size, x.shape[-2:]
     sx = 1.0 / scale if scale else 1.0 / (w / sw)
     sy = 1.0 / scale if scale else 1.0 / (h / sh)
     c0, c1, fx = _linear_taps(sw, w, sx, True, x.device)
     r0, r1, fy = _linear_taps(sh, h, sy, False, x.device)
     left = x.index_select(-1, c0)
-    rows = left + (x.index_select(-1, c1) - left) * fx                           # [..., sh, w]
+    rows = _fma(x.index_select(-1, c1) - left, fx, left)                         # [..., sh, w]
     top = rows.index_select(-2, r0)
-    return top + (rows.index_select(-2, r1) - top) * fy[:, None]                 # [..., h, w]
+    return _fma(rows.index_select(-2, r1) - top, fy[:, None], top)               # [..., h, w]
 
 
 # -------------------------------------------------------------------------------------- image operators
@@ -142,11 +147,6 @@ def _cubic_weights(x):
     c1 = (((a + 2) * x - (a + 3)) * x) * x + 1.0
     c2 = (((a + 2) * xm - (a + 3)) * xm) * xm + 1.0
     return torch.stack([c0, c1, c2, ((1.0 - c0) - c1) - c2], -1)
-
-
-def _fma(a, b, c):
-    """a * b + c rounded once to float32, as a fused multiply-add (exact products in float64)."""
-    return (a.double() * b.double() + c).float()
 
 
 def _cubic_weights_exact(x):
