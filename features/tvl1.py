@@ -47,8 +47,9 @@ INNER, OUTER = 30, 10
 SCALE_STEP = 0.8
 MIN_SIZE = 16                      # pyramid levels under this many px (rows or cols) are dropped
 TAB = 32                           # INTER_TAB_SIZE: remap coordinates are rounded to 1/32 px
-L_T = np.float32(LAMBDA * THETA)
-TAUT = np.float32(TAU / THETA)
+L_T = float(np.float32(LAMBDA * THETA))     # float32 values held as Python floats (torch.compile-friendly)
+TAUT = float(np.float32(TAU / THETA))
+THETA_32 = float(np.float32(THETA))
 FLT_EPSILON = float(np.finfo(np.float32).eps)
 
 
@@ -313,7 +314,7 @@ def iteration(state, warp):
     fi = torch.where(grad > FLT_EPSILON, -rho / grad, torch.zeros_like(rho))
     fi = torch.where(rho > lg, -L_T, torch.where(rho < -lg, L_T, fi))            # [b, H, W]
     v = u + fi[:, None] * ixy
-    n = v + np.float32(THETA) * _divergence(px, py)
+    n = v + THETA_32 * _divergence(px, py)
     e = n - u
     px, py = _dual(px, py, n)
     return [n, px, py], e[:, 0] * e[:, 0] + e[:, 1] * e[:, 1]
