@@ -11,31 +11,32 @@ Replicated, step by step (each is tested against OpenCV on its own in tests/test
   iterations, scale step 0.8, gamma 0 (no u3 term), 5x5 median filtering, no initial flow; frames in 0..255;
 - the pyramid: repeated cv::resize(fx = fy = 0.8, INTER_LINEAR) on float32 images: sizes rounded from
   size * 0.8 (half to even), source coordinate (d + 0.5) * 1.25 - 0.5 cast to float, columns past the edge
-  take the edge pixel, rows are clamped with their fraction kept, horizontal pass first; building stops at
-  the first level under 16 px in either direction (that level is dropped);
+  take the edge pixel, rows are clamped with their fraction kept, columns first, each pass a + (b - a) f with
+  a fused multiply-add as OpenCV 5.0 computes it; building stops at the first level under 16 px in either
+  direction (that level is dropped);
 - the flow of a coarser level resized bilinearly (the same rule, ratio from the sizes) to the finer size and
   multiplied by 1.25;
 - centred gradients with one-sided halves on the border rows and columns;
-- warping by cv::remap INTER_CUBIC, BORDER_CONSTANT 0: coordinates x + u rounded to 1/32 px (half to even),
-  separable weights of the a = -0.75 kernel from OpenCV's 32-entry table, their products as the 2-D weights,
-  taps outside the image count as 0, and the two summation orders OpenCV uses (inside: row sums added;
-  near the border: one tap at a time);
+- warping by cv::remap INTER_CUBIC, BORDER_CONSTANT 0 (a = -0.75, taps outside the image count 0), by either
+  rule (`grid`): OpenCV up to 4.x, which made the released feature sets (coordinates x + u rounded to 1/32 px
+  half to even, weights from its 32-entry table, products of the 1-D weights summed row by row inside and tap
+  by tap near the border), or OpenCV 5.0 (weights at the exact coordinates in its float32 operation order,
+  rows and then columns chained by fused multiply-adds);
 - cv::medianBlur(ksize 5) on float32 with replicated borders before every outer pass (the median is exact,
   computed here by a min/max selection network);
-- the thresholding step, divergence (incl. its first-column order), forward gradients and dual update in
-  OpenCV's float32 operation order, with the dual variables p zeroed once per scale and kept across warps;
-- the stopping test: after every inner iteration a pair whose sum of squared updates is <= epsilon^2 H W
-  stops its current warp (both loops), each pair on its own; finished pairs leave the working batch, so
-  batching never changes a pair's result.
+- the thresholding step, divergence (incl. its first-column order), forward gradients and dual update (hypot)
+  in OpenCV's float32 operation order, with the dual variables zeroed once per scale and kept across warps;
+- the stopping test: after every inner iteration a pair whose error, OpenCV's serial float32 sum of the
+  squared updates in row-major order (numpy's accumulate on the host: one device-to-host copy per inner
+  iteration on a GPU), is <= float32(epsilon^2 H W) stops its current warp (both loops), each pair on its own;
+  finished pairs leave the working batch, so batching does not change a pair's result.
 
-The stopping error is OpenCV's serial float32 sum in row-major order (numpy's accumulate on the host: one
-device-to-host copy per inner iteration on a GPU): its rounding decides at which iteration a pair stops, and a
-float64 or pairwise sum moves the finished fields by up to 5% at small sizes.
-
-Known to differ: the 2-D
-hypotenuse of the dual step is sqrt(x^2 + y^2) rather than hypot (last-bit differences); OpenCV's parallel
-row loops and SIMD paths (possibly with fused multiply-add) may round differently in the last bit; map
-coordinates beyond the 16-bit range OpenCV saturates to are not saturated here.
+Known to differ, in the last bit: OpenCV 5.0's enlarging resize at some pixels and its remap at a few border
+pixels; torch.hypot (SLEEF on vector lanes) against glibc's hypotf in rare cases; the compiled kernels
+(`compiled=True`) against the eager ops. One pyramid level then agrees with OpenCV to 1e-7 relative L2, but
+the thresholding and median steps amplify such differences over 5 levels where the motion is discontinuous
+(see docs/optical_flow.md for the figures). Map coordinates beyond the 16-bit range OpenCV saturates to are
+not saturated here.
 """
 import numpy as np
 import torch
