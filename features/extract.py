@@ -56,6 +56,7 @@ class Options:
     flow_weights: str
     fps: float = 25
     flow: str = "tvl1"
+    flow_backend: str = "auto"
     raft_weights: str = None
     flow_quantize: bool = False
     workers: int = None                     # None: one per CPU
@@ -76,6 +77,8 @@ class Options:
             raise ValueError(f"--checkpoint-every {self.checkpoint_every}: must be >= 1")
         if self.flow not in flowlib.METHODS:
             raise ValueError(f"--flow {self.flow}: expected one of {', '.join(flowlib.METHODS)}")
+        if self.flow_backend not in flowlib.BACKENDS:
+            raise ValueError(f"--flow-backend {self.flow_backend}: expected one of {', '.join(flowlib.BACKENDS)}")
         check_weights(self.rgb_weights, self.flow_weights)
 
 
@@ -85,6 +88,9 @@ def add_arguments(parser):
                         help="frame rate the videos are resampled to (the released sets: 25)")
     parser.add_argument("--flow", choices=flowlib.METHODS, default="tvl1",
                         help="tvl1 matches the released features; dis and raft are faster but do not")
+    parser.add_argument("--flow-backend", choices=flowlib.BACKENDS, default="auto",
+                        help="who computes TV-L1: opencv (CPU worker processes) or torch (the PyTorch port on "
+                             "--device); auto: torch on CUDA, opencv on a CPU (faster there)")
     parser.add_argument("--raft-weights", default=None, help="torchvision raft_large state_dict (with --flow raft)")
     parser.add_argument("--flow-quantize", action="store_true",
                         help="round the clipped flow to 8 bits first, as JPEG flow-image pipelines did")
@@ -106,13 +112,14 @@ def recorded_fps(fps):
 def options(args):
     """The Options of the flags of add_arguments plus --rgb-weights, --flow-weights and --device."""
     return Options(rgb_weights=args.rgb_weights, flow_weights=args.flow_weights, device=args.device,
-                   fps=recorded_fps(args.fps), flow=args.flow, raft_weights=args.raft_weights,
+                   fps=recorded_fps(args.fps), flow=args.flow, flow_backend=args.flow_backend,
+                   raft_weights=args.raft_weights,
                    flow_quantize=args.flow_quantize, workers=args.workers, batch_size=args.batch_size,
                    allow_truncated=args.allow_truncated, checkpoint_every=args.checkpoint_every)
 
 
-def make_settings(options):
-    """The extraction.json "settings" record of a run with `options`."""
+def make_settings(options, backend):
+    """The extraction.json "settings" record of a run with `options`, its flow computed by `backend`."""
     if options.flow == "raft":
         flow_params = {"model": "torchvision raft_large", "iterations": 12,
                        "weights": {"path": os.path.abspath(options.raft_weights),
@@ -128,7 +135,7 @@ def make_settings(options):
         "resize": "cv2.resize INTER_LINEAR (bilinear)",
         "crop": CROP,
         "rgb_range": [-1, 1],
-        "flow": {"method": options.flow, "params": flow_params, "input": "gray" if options.flow != "raft" else "rgb",
+        "flow": {"method": options.flow, "backend": backend, "params": flow_params, "input": "gray" if options.flow != "raft" else "rgb",
                  "clip": int(flowlib.CLIP), "quantize": bool(options.flow_quantize), "scale": f"{RESIZE}-px",
                  "pairing": "field i = frame i -> i+1; a last frame without successor repeats the previous field"},
         "rgb_weights": {"path": os.path.abspath(options.rgb_weights), "sha256": sha256(options.rgb_weights)},
@@ -148,18 +155,20 @@ class Extractor:
         options.check()
         self.options = options
         self.device = resolve_device(options.device)
+        backend = flowlib.resolve_backend(options.flow_backend, options.flow, self.device)
         workers = os.cpu_count() if options.workers is None else options.workers
-        self.executor = start_workers(workers) if options.flow != "raft" else None
+        self.executor = start_workers(workers) if backend == "opencv" else None
         try:
             self.rgb_model = load_i3d(options.rgb_weights, "rgb", self.device)
             self.flow_model = load_i3d(options.flow_weights, "flow", self.device)
-            raft = (flowlib.Raft(options.raft_weights, self.device, CROP, options.flow_quantize)
-                    if options.flow == "raft" else None)
-            self.settings = make_settings(options)
+            on_device = (flowlib.Raft(options.raft_weights, self.device, CROP, options.flow_quantize)
+                         if options.flow == "raft" else
+                         flowlib.TorchTVL1(self.device, CROP, options.flow_quantize) if backend == "torch" else None)
+            self.settings = make_settings(options, backend)
         except BaseException:
             stop_workers(self.executor)
             raise
-        self.flows = FlowPool(options.flow, options.flow_quantize, self.executor, raft)
+        self.flows = FlowPool(options.flow, options.flow_quantize, self.executor, on_device)
         self.max_pending = options.batch_size + 2 * max(workers, 1)    # snippets whose flow is under way
 
     def __enter__(self):

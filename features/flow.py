@@ -3,6 +3,10 @@
 Methods:
 - "tvl1" (default, the kinetics-i3d / MediaPipe recipe): OpenCV's CPU Dual TV-L1 with its defaults
   (cv2.optflow.DualTVL1OpticalFlow_create()), on grayscale frames (cv2.COLOR_RGB2GRAY of the resized RGB).
+  Two backends compute it: "opencv" (cv2 itself, in CPU worker processes) and "torch" (features/tvl1.py, the
+  same algorithm in PyTorch ops, all pairs of a snippet in one batch on the extraction device, following the
+  installed OpenCV's remap rule); "auto" takes the port on CUDA and OpenCV on a CPU, where scripts/bench.py
+  measured it faster (docs/optical_flow.md).
 - "dis": OpenCV's DIS (PRESET_MEDIUM) on the same grayscale frames; ~100x faster, NOT what the released
   feature sets used: for a quick look only.
 - "raft": torchvision's RAFT-Large with a user-supplied state_dict, on the RGB frames, on the extraction
@@ -24,8 +28,13 @@ import signal
 
 import cv2
 import numpy as np
+import torch
+
+from features.tvl1 import TAB, cubic_weights, tvl1
 
 METHODS = ("tvl1", "dis", "raft")
+BACKENDS = ("auto", "opencv", "torch")
+IMPLEMENTED = {"tvl1": ("opencv", "torch"), "dis": ("opencv",), "raft": ("torch",)}   # method -> backends
 CLIP = 20.0
 _engines = {}                     # per process: method -> OpenCV flow object (workers build theirs once)
 
@@ -53,6 +62,29 @@ def params(method):
             "patch_stride": e.getPatchStride(), "gradient_descent_iterations": e.getGradientDescentIterations(),
             "variational_refinement_iterations": e.getVariationalRefinementIterations(),
             "mean_normalization": e.getUseMeanNormalization(), "spatial_propagation": e.getUseSpatialPropagation()}
+
+
+def resolve_backend(backend, method, device):
+    """The implementation that computes `method` ("opencv" or "torch"; see the module docstring); ValueError
+    for a backend the method lacks."""
+    if backend not in BACKENDS:
+        raise ValueError(f"--flow-backend {backend}: expected one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return "torch" if method == "raft" or (method == "tvl1" and device.type == "cuda") else "opencv"
+    if backend not in IMPLEMENTED[method]:
+        raise ValueError(f"--flow-backend {backend}: --flow {method} has only the {IMPLEMENTED[method][0]} backend")
+    return backend
+
+
+def opencv_remap_grid():
+    """The remap rule of the installed OpenCV, which the port follows so that both backends compute one field:
+    32 when cv2.remap rounds map coordinates to 1/32 px (up to 4.x, which made the released feature sets), None
+    when it interpolates at the exact coordinates (5.0). Read off one remap of a unit impulse."""
+    img = np.zeros((9, 9), np.float32)
+    img[4, 4] = 1
+    value = cv2.remap(img, np.full((1, 1), 4.3, np.float32), np.full((1, 1), 4.0, np.float32), cv2.INTER_CUBIC,
+                      borderMode=cv2.BORDER_CONSTANT)[0, 0]
+    return None if abs(value - float(cubic_weights(torch.tensor([0.3]))[0, 1])) < 1e-6 else TAB
 
 
 def grayscale(frames):
@@ -96,6 +128,18 @@ def worker_init():
     cv2.setNumThreads(1)
 
 
+class TorchTVL1:
+    """TV-L1 by the PyTorch port (features/tvl1.py) on `device`, a snippet's frame pairs in one batch:
+    `self(frames)` maps uint8 RGB [N, H, W, 3] to float32 [N - 1, crop, crop, 2] like `fields`."""
+
+    def __init__(self, device, crop=224, quantize=False):
+        self.device, self.crop, self.quantize, self.grid = device, crop, quantize, opencv_remap_grid()
+
+    def __call__(self, frames):
+        gray = grayscale(frames)                                          # [N, H, W] uint8
+        return finish(tvl1(gray[:-1], gray[1:], self.device, self.grid), self.crop, self.quantize)
+
+
 class Raft:
     """torchvision RAFT-Large on `device` with the state_dict file `weights` (e.g. torchvision's
     raft_large C_T_V2 weights saved with torch.save(model.state_dict())). `self(frames)` maps uint8 RGB
@@ -107,12 +151,11 @@ class Raft:
         except ImportError:
             raise ValueError("--flow raft needs torchvision (not installed; install the torchvision release that "
                              "matches your torch, or use --flow tvl1 / dis)") from None
-        import torch
         if not weights:
             raise ValueError("--flow raft needs --raft-weights FILE (a torchvision raft_large state_dict)")
         if not os.path.isfile(weights):
             raise FileNotFoundError(f"{weights}: RAFT weight file not found")
-        self.torch, self.device, self.crop, self.quantize = torch, torch.device(device), crop, quantize
+        self.device, self.crop, self.quantize = torch.device(device), crop, quantize
         self.model = raft_large(weights=None)
         try:
             self.model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
@@ -121,7 +164,6 @@ class Raft:
         self.model.eval().to(self.device)
 
     def __call__(self, frames):
-        torch = self.torch
         with torch.inference_mode():
             x = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1   # [N, 3, H, W]
             h, w = x.shape[-2:]

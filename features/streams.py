@@ -40,16 +40,17 @@ def stop_workers(executor, at_once=False):
 
 
 class FlowPool:
-    """Optical flow of snippets: CPU methods on the worker pool `executor` (None: in this process), or RAFT on
-    the device. submit(frames [17 or 16, H, W, 3]) returns a handle; ready(handle) / result(handle) give the
-    snippet's 16 fields, float32 [16, 224, 224, 2]."""
+    """Optical flow of snippets: OpenCV on the worker pool `executor` (None: in this process), or `on_device`
+    (RAFT, or the PyTorch TV-L1: frames -> fields, in this process on the extraction device). submit(frames
+    [17 or 16, H, W, 3]) returns a handle; ready(handle) / result(handle) give the snippet's 16 fields, float32
+    [16, 224, 224, 2]."""
 
-    def __init__(self, method, quantize, executor=None, raft=None):
-        self.method, self.quantize, self.executor, self.raft = method, quantize, executor, raft
+    def __init__(self, method, quantize, executor=None, on_device=None):
+        self.method, self.quantize, self.executor, self.on_device = method, quantize, executor, on_device
 
     def submit(self, frames):
-        if self.raft is not None:
-            return [self.raft(frames)]
+        if self.on_device is not None:
+            return [self.on_device(frames)]
         gray = flowlib.grayscale(frames)
         if self.executor is None:
             return [flowlib.fields(gray, self.method, CROP, self.quantize)]

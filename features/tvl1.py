@@ -141,7 +141,7 @@ def centered_gradient(x):
     return dx, dy
 
 
-def _cubic_weights(x):
+def cubic_weights(x):
     """OpenCV's interpolateCubic (A = -0.75) at fractions x (float32 tensor [...]) -> weights [..., 4]."""
     a = -0.75
     x1, xm = x + 1.0, 1.0 - x
@@ -162,7 +162,7 @@ def _cubic_weights_exact(x):
     return torch.stack([c0, c1, ((1.0 - c0) - c1) - c3, c3], -1)
 
 
-CUBIC = _cubic_weights(torch.arange(TAB, dtype=torch.float32) * np.float32(1 / TAB))   # [32, 4]
+CUBIC = cubic_weights(torch.arange(TAB, dtype=torch.float32) * np.float32(1 / TAB))   # [32, 4]
 
 
 def remap_cubic(img, map_x, map_y, grid=TAB):

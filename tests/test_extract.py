@@ -103,6 +103,9 @@ def test_rerun_skips_settings_are_not_mixed_overwrite_merges(run1, rule_weights)
         extract([vids], out, Options(*rule_weights, flow="tvl1", workers=0), progress=False)
     with pytest.raises(ValueError, match=r"flow\.quantize"):
         extract([vids], out, Options(*rule_weights, flow="dis", flow_quantize=True, workers=0), progress=False)
+    assert json.loads((out / "extraction.json").read_text())["settings"]["flow"]["backend"] == "opencv"
+    with pytest.raises(ValueError, match=r'flow\.backend: "opencv" in DIR vs "torch" now'):   # backends never mix
+        extract([vids], out, Options(*rule_weights, flow="tvl1", flow_backend="torch", workers=0), progress=False)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.npy")} == stamp
 
     r = extract([vids / "s.mp4"], out, Options(*rule_weights, flow="dis", workers=0), overwrite=True, progress=False)

@@ -1,6 +1,8 @@
 """features/flow.py: sign, size and scaling of the flow fields, 8-bit rounding, and the snippet pairing."""
+import cv2
 import numpy as np
 import pytest
+import torch
 
 from features import flow
 from videos import moving_frames
@@ -69,3 +71,27 @@ def test_params_are_opencv_defaults():
         pytest.approx((30, 10, 0.8, 5))
     with pytest.raises(ValueError, match="unknown CPU flow method"):
         flow.params("farneback")
+
+
+def test_flow_backend_auto_is_the_port_on_cuda_and_opencv_on_a_cpu():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert flow.resolve_backend("auto", "tvl1", cpu) == "opencv" and flow.resolve_backend("auto", "tvl1", cuda) == "torch"
+    assert flow.resolve_backend("torch", "tvl1", cpu) == "torch" and flow.resolve_backend("opencv", "tvl1", cuda) == "opencv"
+    assert flow.resolve_backend("auto", "dis", cuda) == "opencv" and flow.resolve_backend("auto", "raft", cpu) == "torch"
+    with pytest.raises(ValueError, match="--flow dis has only the opencv backend"):
+        flow.resolve_backend("torch", "dis", cpu)
+    with pytest.raises(ValueError, match="--flow-backend gpu"):
+        flow.resolve_backend("gpu", "tvl1", cpu)
+
+
+def test_the_port_follows_the_installed_opencvs_remap_rule():
+    major = int(cv2.__version__.split(".")[0])
+    assert flow.opencv_remap_grid() == (None if major >= 5 else 32)
+
+
+def test_both_tvl1_backends_give_one_snippets_fields():
+    frames = np.stack(moving_frames(17, w=96, h=72, dx=2, dy=1))                  # [17, 72, 96, 3]
+    ours = flow.TorchTVL1(torch.device("cpu"), crop=64)(frames)
+    ref = flow.fields(flow.grayscale(frames), "tvl1", crop=64)
+    assert ours.shape == ref.shape == (16, 64, 64, 2) and ours.dtype == np.float32
+    assert np.linalg.norm(ours - ref) / np.linalg.norm(ref) < 0.01
