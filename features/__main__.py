@@ -12,7 +12,7 @@ import sys
 if not __package__:           # run as `python path/to/features`: import the package from its repository root
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from features.extract import Interrupted, add_arguments, extract, options  # noqa: E402
+from features.extract import add_arguments, extract, options  # noqa: E402
 from features.inputs import resolve_shard  # noqa: E402
 from utils.cli import run  # noqa: E402
 
@@ -44,15 +44,11 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    """The exit status (0 all done or skipped, 1 some failed, 130 interrupted); bad input raises ValueError /
-    FileNotFoundError naming the file or flag."""
+    """The exit status (0 all done or skipped, 1 some failed); bad input raises ValueError / FileNotFoundError
+    naming the file or flag, Ctrl-C Interrupted saying how far the run got."""
     args = parse_args(argv)
-    try:
-        result = extract(args.inputs, args.out, options(args), shard=args.shard, overwrite=args.overwrite,
-                         progress=not args.no_progress)
-    except Interrupted as stop:
-        print(f"error: {stop}", file=sys.stderr)
-        return 130
+    result = extract(args.inputs, args.out, options(args), shard=args.shard, overwrite=args.overwrite,
+                     progress=not args.no_progress)
     for vid, reason in sorted(result["failed"].items()):
         print(f"failed {vid}: {reason}", file=sys.stderr)
     done, skipped, failed = len(result["done"]), len(result["skipped"]), len(result["failed"])

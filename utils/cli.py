@@ -19,7 +19,8 @@ def run(main, argv=None, interrupted="interrupted (Ctrl-C)"):
     """main(argv) for the command line, returning what it returns (an entry point whose main returns an
     exit status calls ``sys.exit(run(main))``). Bad input exits 2 and any other OSError (a full disk, a
     folder without write permission) exits 1, each with one line ``error: ...``; Ctrl-C prints
-    ``error: <interrupted>`` and exits 130."""
+    ``error: <interrupted>`` (or the interrupt's own message, when it carries one: how far a run got) and exits
+    130."""
     try:
         return main(argv)
     except BAD_INPUT as err:
@@ -28,6 +29,6 @@ def run(main, argv=None, interrupted="interrupted (Ctrl-C)"):
     except OSError as err:
         print(f"error: {error_line(err)}", file=sys.stderr)
         sys.exit(1)
-    except KeyboardInterrupt:
-        print(f"error: {interrupted}", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"error: {str(err) or interrupted}", file=sys.stderr)
         sys.exit(130)
