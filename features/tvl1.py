@@ -1,0 +1,409 @@
+"""OpenCV's CPU Dual TV-L1 optical flow (opencv_contrib modules/optflow/src/tvl1flow.cpp, the object made by
+cv2.optflow.DualTVL1OpticalFlow_create() with its defaults) written in PyTorch ops, for a batch of frame pairs on
+any device.
+
+`tvl1(first, second, device)` maps uint8 grayscale frames [B, H, W] to float32 displacements [B, H, W, 2] in
+pixels (channel 0 horizontal, 1 vertical), the field OpenCV's `calc(first[i], second[i], None)` returns for
+every pair i: numpy in, numpy out; tensors in, a tensor on `device` out.
+
+Replicated, step by step (each is tested against OpenCV on its own in tests/test_tvl1.py):
+- parameters: tau 0.25, lambda 0.15, theta 0.3, 5 scales, 5 warps, epsilon 0.01, 30 inner and 10 outer
+  iterations, scale step 0.8, gamma 0 (no u3 term), 5x5 median filtering, no initial flow; frames in 0..255;
+- the pyramid: repeated cv::resize(fx = fy = 0.8, INTER_LINEAR) on float32 images: sizes rounded from
+  size * 0.8 (half to even), source coordinate (d + 0.5) * 1.25 - 0.5 cast to float, columns past the edge
+  take the edge pixel, rows are clamped with their fraction kept, horizontal pass first; building stops at
+  the first level under 16 px in either direction (that level is dropped);
+- the flow of a coarser level resized bilinearly (the same rule, ratio from the sizes) to the finer size and
+  multiplied by 1.25;
+- centred gradients with one-sided halves on the border rows and columns;
+- warping by cv::remap INTER_CUBIC, BORDER_CONSTANT 0: coordinates x + u rounded to 1/32 px (half to even),
+  separable weights of the a = -0.75 kernel from OpenCV's 32-entry table, their products as the 2-D weights,
+  taps outside the image count as 0, and the two summation orders OpenCV uses (inside: row sums added;
+  near the border: one tap at a time);
+- cv::medianBlur(ksize 5) on float32 with replicated borders before every outer pass (the median is exact,
+  computed here by a min/max selection network);
+- the thresholding step, divergence (incl. its first-column order), forward gradients and dual update in
+  OpenCV's float32 operation order, with the dual variables p zeroed once per scale and kept across warps;
+- the stopping test: after every inner iteration a pair whose sum of squared updates is <= epsilon^2 H W
+  stops its current warp (both loops), each pair on its own; finished pairs leave the working batch, so
+  batching never changes a pair's result.
+
+The stopping error is OpenCV's serial float32 sum in row-major order (numpy's accumulate on the host: one
+device-to-host copy per inner iteration on a GPU): its rounding decides at which iteration a pair stops, and a
+float64 or pairwise sum moves the finished fields by up to 5% at small sizes.
+
+Known to differ: the 2-D
+hypotenuse of the dual step is sqrt(x^2 + y^2) rather than hypot (last-bit differences); OpenCV's parallel
+row loops and SIMD paths (possibly with fused multiply-add) may round differently in the last bit; map
+coordinates beyond the 16-bit range OpenCV saturates to are not saturated here.
+"""
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+TAU, LAMBDA, THETA = 0.25, 0.15, 0.3
+SCALES, WARPS, EPSILON = 5, 5, 0.01
+INNER, OUTER = 30, 10
+SCALE_STEP = 0.8
+MIN_SIZE = 16                      # pyramid levels under this many px (rows or cols) are dropped
+TAB = 32                           # INTER_TAB_SIZE: remap coordinates are rounded to 1/32 px
+L_T = float(np.float32(LAMBDA * THETA))     # float32 values held as Python floats (torch.compile-friendly)
+TAUT = float(np.float32(TAU / THETA))
+THETA_32 = float(np.float32(THETA))
+FLT_EPSILON = float(np.finfo(np.float32).eps)
+
+
+# ------------------------------------------------------------------------------------------- input checks
+
+def _frames(x, name, device):
+    """uint8 numpy/tensor [B, H, W] -> float32 tensor [B, H, W] on `device`, 0..255."""
+    if isinstance(x, np.ndarray):
+        if x.dtype != np.uint8:
+            raise ValueError(f"tvl1: {name} must be uint8 grayscale frames, got numpy {x.dtype}")
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    elif not isinstance(x, torch.Tensor):
+        raise ValueError(f"tvl1: {name} must be a numpy array or a torch tensor, got {type(x).__name__}")
+    if x.dtype != torch.uint8:
+        raise ValueError(f"tvl1: {name} must be uint8 grayscale frames, got {x.dtype}")
+    if x.dim() != 3:
+        raise ValueError(f"tvl1: {name} must be [B, H, W] (3-D), got shape {tuple(x.shape)}")
+    return x.to(device).float()
+
+
+def _inputs(first, second, device):
+    """Checked float32 [B, H, W] pair of batches on the device."""
+    device = torch.device(device)
+    a, b = _frames(first, "first", device), _frames(second, "second", device)
+    if a.shape != b.shape:
+        raise ValueError(f"tvl1: first and second differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
+    if a.shape[1] < 3 or a.shape[2] < 3:
+        raise ValueError(f"tvl1: frames must be at least 3x3 px, got {tuple(a.shape[1:])}")
+    return a, b
+
+
+# -------------------------------------------------------------------------------------- resize (pyramid)
+
+def pyramid_sizes(h, w):
+    """[(h, w)] of the levels OpenCV's TV-L1 builds, finest first (cv::resize by 0.8, sizes rounded)."""
+    sizes = [(h, w)]
+    while len(sizes) < SCALES:
+        h, w = round(h * SCALE_STEP), round(w * SCALE_STEP)
+        if h < MIN_SIZE or w < MIN_SIZE:
+            break
+        sizes.append((h, w))
+    return sizes
+
+
+def _fma(a, b, c):
+    """a * b + c rounded once to float32, as a fused multiply-add (exact products in float64)."""
+    return (a.double() * b.double() + (c.double() if torch.is_tensor(c) else c)).float()
+
+
+def _linear_taps(src, dst, scale, clamp_fraction, device):
+    """cv::resize INTER_LINEAR taps of one axis: (i0, i1, f) [dst], the fraction f float32 as OpenCV makes it."""
+    f = ((np.arange(dst) + 0.5) * scale - 0.5).astype(np.float32)
+    i = np.floor(f).astype(np.int64)
+    f = (f - i).astype(np.float32)
+    if clamp_fraction:                                    # columns: out of range -> the edge pixel, fraction 0
+        f[(i < 0) | (i >= src - 1)] = 0
+    as_t = lambda v: torch.from_numpy(np.ascontiguousarray(v)).to(device)
+    return as_t(np.clip(i, 0, src - 1)), as_t(np.clip(i + 1, 0, src - 1)), as_t(f)
+
+
+def resize_linear(x, size, scale=None):
+    """cv::resize(INTER_LINEAR) of float32 [..., H, W] to size (h, w) -> [..., h, w]. `scale`: the factor given
+    as fx = fy (then OpenCV maps with 1 / scale); None: the ratio of the sizes (dsize given). Each pass is the
+    interpolation a + (b - a) f with a fused multiply-add, columns first, as OpenCV 5.0 computes it (equal to
+    cv2.resize when shrinking; its enlarging differs in the last bit at some pixels)."""
+    (h, w), (sh, sw) = size, x.shape[-2:]
+    sx = 1.0 / scale if scale else 1.0 / (w / sw)
+    sy = 1.0 / scale if scale else 1.0 / (h / sh)
+    c0, c1, fx = _linear_taps(sw, w, sx, True, x.device)
+    r0, r1, fy = _linear_taps(sh, h, sy, False, x.device)
+    left = x.index_select(-1, c0)
+    rows = _fma(x.index_select(-1, c1) - left, fx, left)                         # [..., sh, w]
+    top = rows.index_select(-2, r0)
+    return _fma(rows.index_select(-2, r1) - top, fy[:, None], top)               # [..., h, w]
+
+
+# -------------------------------------------------------------------------------------- image operators
+
+def centered_gradient(x):
+    """OpenCV's centredGradient of float32 [B, H, W] -> (dx, dy), halves of one-sided differences on the border."""
+    dx, dy = torch.empty_like(x), torch.empty_like(x)
+    dx[..., 1:-1] = 0.5 * (x[..., 2:] - x[..., :-2])
+    dx[..., 0] = 0.5 * (x[..., 1] - x[..., 0])
+    dx[..., -1] = 0.5 * (x[..., -1] - x[..., -2])
+    dy[..., 1:-1, :] = 0.5 * (x[..., 2:, :] - x[..., :-2, :])
+    dy[..., 0, :] = 0.5 * (x[..., 1, :] - x[..., 0, :])
+    dy[..., -1, :] = 0.5 * (x[..., -1, :] - x[..., -2, :])
+    return dx, dy
+
+
+def _cubic_weights(x):
+    """OpenCV's interpolateCubic (A = -0.75) at fractions x (float32 tensor [...]) -> weights [..., 4]."""
+    a = -0.75
+    x1, xm = x + 1.0, 1.0 - x
+    c0 = ((a * x1 - 5 * a) * x1 + 8 * a) * x1 - 4 * a
+    c1 = (((a + 2) * x - (a + 3)) * x) * x + 1.0
+    c2 = (((a + 2) * xm - (a + 3)) * xm) * xm + 1.0
+    return torch.stack([c0, c1, c2, ((1.0 - c0) - c1) - c2], -1)
+
+
+def _cubic_weights_exact(x):
+    """OpenCV 5.0's cubic weights (A = -0.75) at fractions x (float32 tensor [...]) -> [..., 4], in its float32
+    operation order (fused multiply-adds in the middle weight; the third is what the others leave of 1)."""
+    a = -0.75
+    t = 1.0 - x
+    c0 = a * (x * ((x - 1.0) * (x - 1.0)))
+    c1 = _fma(_fma(torch.full_like(x, a + 2), x, -(a + 3)), x * x, 1.0)
+    c3 = a * (t * ((t - 1.0) * (t - 1.0)))
+    return torch.stack([c0, c1, ((1.0 - c0) - c1) - c3, c3], -1)
+
+
+CUBIC = _cubic_weights(torch.arange(TAB, dtype=torch.float32) * np.float32(1 / TAB))   # [32, 4]
+
+
+def remap_cubic(img, map_x, map_y, grid=TAB):
+    """cv::remap(img, map_x, map_y, INTER_CUBIC, BORDER_CONSTANT, 0) of float32 [B, H, W] with float32 absolute
+    maps [B, H, W] -> [B, H, W]. grid=32: OpenCV up to 4.x (coordinates rounded to 1/32 px, weights from its
+    table, products of the two 1-D weights summed row by row); grid=None: OpenCV 5.0 (weights at the exact
+    coordinates, each row interpolated with fused multiply-adds, then the rows the same way)."""
+    return _remap_apply(img, _remap_taps(map_x, map_y, img.shape[-2:], grid))
+
+
+def _remap_taps(map_x, map_y, size, grid):
+    """What remap needs from the maps [B, H, W], shared by every image remapped with them: flat tap indices
+    [B, H * W * 16], taps inside the image (bool [B, H, W, 16]), 1-D weights cx, cy [B, H, W, 4], the 2-D
+    weights [B, H, W, 16] (grid mode; None for OpenCV 5.0's rule) and the border pixels (bool [B, H, W]),
+    whose taps OpenCV up to 4.x adds one by one."""
+    h, w = size
+    if grid:
+        qx, qy = torch.round(map_x * grid).long(), torch.round(map_y * grid).long()   # half to even
+        x0, y0 = torch.div(qx, grid, rounding_mode="floor"), torch.div(qy, grid, rounding_mode="floor")
+        tab = CUBIC.to(map_x.device)
+        cx, cy = tab[qx - x0 * grid], tab[qy - y0 * grid]                            # [B, H, W, 4]
+    else:
+        fx, fy = torch.floor(map_x), torch.floor(map_y)
+        cx, cy = _cubic_weights_exact(map_x - fx), _cubic_weights_exact(map_y - fy)
+        x0, y0 = fx.long(), fy.long()
+    k = torch.arange(4, device=map_x.device) - 1
+    xs, ys = x0[..., None] + k, y0[..., None] + k                                   # [B, H, W, 4]
+    valid = (((ys >= 0) & (ys < h))[..., :, None] & ((xs >= 0) & (xs < w))[..., None, :]).flatten(-2)
+    idx = ys.clamp(0, h - 1)[..., :, None] * w + xs.clamp(0, w - 1)[..., None, :]   # [B, H, W, 4, 4]
+    weights = (cy[..., :, None] * cx[..., None, :]).flatten(-2) if grid else None  # [B, H, W, 16]
+    inside = (x0 >= 1) & (x0 < max(w - 2, 1)) & (y0 >= 1) & (y0 < max(h - 2, 1))
+    return idx.reshape(idx.shape[0], -1), valid, cx, cy, weights, ~inside
+
+
+def _remap_apply(img, taps):
+    """img [B, H, W] remapped with _remap_taps' result -> [B, H, W]."""
+    idx, valid, cx, cy, weights, border = taps
+    vals = img.reshape(img.shape[0], -1).gather(1, idx).reshape(valid.shape) * valid   # [B, H, W, 16], 0 outside
+    if weights is None:
+        rows = _fma_dot(vals.unflatten(-1, (4, 4)), cx[..., None, :])                   # [B, H, W, 4]
+        return _fma_dot(rows, cy)
+    terms = vals * weights
+    rows = ((terms[..., 0::4] + terms[..., 1::4]) + terms[..., 2::4]) + terms[..., 3::4]   # [B, H, W, 4]
+    out = ((rows[..., 0] + rows[..., 1]) + rows[..., 2]) + rows[..., 3]
+    edge = terms[border]                                                            # [n, 16]
+    total = torch.zeros_like(edge[:, 0])
+    for i in range(16):
+        total = total + edge[:, i]
+    out[border] = total
+    return out
+
+
+def _fma_dot(v, c):
+    """sum_i v[..., i] c[..., i] over the last axis of 4 as OpenCV 5.0 chains it: v0 c0, then three fused
+    multiply-adds -> [...]."""
+    total = v[..., 0] * c[..., 0]
+    for i in range(1, 4):
+        total = _fma(v[..., i], c[..., i], total.double())
+    return total
+
+
+def _median_network(n=25, padded=32):
+    """Min/max steps [(is_max, out, a, b)] selecting the median of n wires: Batcher's odd-even merge sort of
+    `padded` wires (the extra ones +inf) pruned to what the middle output needs. Wires 0..n-1 are inputs."""
+    pairs, p = [], 1
+    while p < padded:
+        k = p
+        while k >= 1:
+            for j in range(k % p, padded - k, 2 * k):
+                pairs += [(i + j, i + j + k) for i in range(min(k, padded - j - k))
+                          if (i + j) // (2 * p) == (i + j + k) // (2 * p)]
+            k //= 2
+        p *= 2
+    wires, steps, fresh = list(range(n)) + [None] * (padded - n), [], n
+    for i, j in pairs:
+        if wires[j] is None or wires[i] is None:
+            wires[i], wires[j] = (wires[i], wires[j]) if wires[j] is None else (wires[j], None)
+            continue
+        steps += [(False, fresh, wires[i], wires[j]), (True, fresh + 1, wires[i], wires[j])]
+        wires[i], wires[j], fresh = fresh, fresh + 1, fresh + 2
+    need, kept = {wires[n // 2]}, []
+    for step in reversed(steps):
+        if step[1] in need:
+            kept.append(step)
+            need |= {step[2], step[3]}
+    return kept[::-1], wires[n // 2]
+
+
+MEDIAN_STEPS, MEDIAN_OUT = _median_network()
+
+
+def median5(x):
+    """cv::medianBlur(x, 5) of float32 [..., H, W] (replicated border) -> [..., H, W]."""
+    h, w = x.shape[-2:]
+    pad = F.pad(x.reshape(-1, 1, h, w), (2, 2, 2, 2), mode="replicate")[:, 0]      # [N, H + 4, W + 4]
+    vals = {dy * 5 + dx: pad[:, dy:dy + h, dx:dx + w] for dy in range(5) for dx in range(5)}
+    for is_max, out, a, b in MEDIAN_STEPS:
+        vals[out] = torch.maximum(vals[a], vals[b]) if is_max else torch.minimum(vals[a], vals[b])
+    return vals[MEDIAN_OUT].reshape(x.shape)
+
+
+# ------------------------------------------------------------------------------------------- the solver
+
+def _warp(i0, i1, i1x, i1y, u, grid):
+    """I1 and its gradient warped by the flow u [b, 2, H, W], and what the thresholding step needs for this warp:
+    (I1w gradient [b, 2, H, W], grad [b, H, W], rho_c [b, H, W])."""
+    h, w = i0.shape[-2:]
+    gx = torch.arange(w, device=i0.device, dtype=torch.float32)
+    gy = torch.arange(h, device=i0.device, dtype=torch.float32)[:, None]
+    taps = _remap_taps(gx + u[:, 0], gy + u[:, 1], (h, w), grid)
+    i1w, i1wx, i1wy = (_remap_apply(img, taps) for img in (i1, i1x, i1y))
+    grad = i1wx * i1wx + i1wy * i1wy
+    rho_c = ((i1w - i1wx * u[:, 0]) - i1wy * u[:, 1]) - i0
+    return torch.stack([i1wx, i1wy], 1), grad, rho_c
+
+
+def _divergence(v1, v2):
+    """OpenCV's divergence of (v1, v2) [..., H, W]: backward differences, zero outside, first column in its order."""
+    d1, d2 = v1.clone(), v2.clone()
+    d1[..., 1:] -= v1[..., :-1]
+    d2[..., 1:, :] -= v2[..., :-1, :]
+    div = d1 + d2
+    div[..., 1:, 0] = (v1[..., 1:, 0] + v2[..., 1:, 0]) - v2[..., :-1, 0]
+    return div
+
+
+def _forward_gradient(u):
+    """Forward differences of u [..., H, W] -> (ux, uy), zero in the last column / row."""
+    ux, uy = torch.zeros_like(u), torch.zeros_like(u)
+    ux[..., :-1] = u[..., 1:] - u[..., :-1]
+    uy[..., :-1, :] = u[..., 1:, :] - u[..., :-1, :]
+    return ux, uy
+
+
+def _dual(px, py, u):
+    """estimateDualVariables, both flow components at once: p <- (p + taut Du) / (1 + taut |Du|)."""
+    ux, uy = _forward_gradient(u)
+    g = torch.hypot(ux, uy)
+    ng = 1.0 + TAUT * g
+    return (px + TAUT * ux) / ng, (py + TAUT * uy) / ng
+
+
+def iteration(state, warp):
+    """One inner iteration. state (u, px, py): the flow and the dual variables' x and y parts, [b, 2, H, W] each
+    (channel = flow component); warp: _warp's constants -> (new state, squared flow update per pixel [b, H, W])."""
+    u, px, py = state
+    ixy, grad, rho_c = warp
+    rho = rho_c + (ixy[:, 0] * u[:, 0] + ixy[:, 1] * u[:, 1])
+    lg = L_T * grad
+    fi = torch.where(grad > FLT_EPSILON, -rho / grad, torch.zeros_like(rho))
+    fi = torch.where(rho > lg, -L_T, torch.where(rho < -lg, L_T, fi))            # [b, H, W]
+    v = u + fi[:, None] * ixy
+    n = v + THETA_32 * _divergence(px, py)
+    e = n - u
+    px, py = _dual(px, py, n)
+    return [n, px, py], e[:, 0] * e[:, 0] + e[:, 1] * e[:, 1]
+
+
+def serial_sum(x):
+    """Per pair, OpenCV's stopping error: a float32 running sum over the pixels of x [b, H, W] in row-major
+    order (numpy's accumulate adds one element at a time) -> bool-ready float32 numpy [b]."""
+    flat = x.reshape(x.shape[0], -1).cpu().numpy()
+    return np.add.accumulate(flat, axis=1, dtype=np.float32)[:, -1]
+
+
+def _shrink(full, work, active, done):
+    """Write the finished pairs (bool [b] `done`) of the working tensors back into the full-batch tensors
+    `full`; returns the working tensors and global indices of the pairs still running."""
+    for target, t in zip(full, work):
+        target[active[done]] = t[done]
+    keep = ~done
+    return [t[keep] for t in work], active[keep]
+
+
+def kernels(compiled=False):
+    """(iteration, median5): as written, or torch.compile'd (dynamic shapes; built once per process, which takes
+    a minute or two on a CPU, then reused for every size and batch)."""
+    if not compiled:
+        return iteration, median5
+    if not _COMPILED:
+        _COMPILED.extend(torch.compile(f, dynamic=True) for f in (iteration, median5))
+    return tuple(_COMPILED)
+
+
+_COMPILED = []
+
+
+def _warp_iterations(state, warp, eps, steps):
+    """The outer/inner loops of one warp for a batch: state (u, px, py) and warp constants (see iteration). Each pair stops when its own error is <= eps (it leaves the working batch, the others go
+    on). `steps`: kernels(). Returns the new state."""
+    step, median = steps
+    b = state[0].shape[0]
+    full, active = list(state), torch.arange(b, device=state[0].device)
+    work, consts = list(state), list(warp)
+    for _ in range(OUTER):
+        work[0] = median(work[0])
+        for _ in range(INNER):
+            work, update = step(work, consts)
+            done = torch.from_numpy(serial_sum(update) <= eps).to(update.device)
+            if bool(done.any()):
+                consts = [t[~done] for t in consts]
+                work, active = _shrink(full, work, active, done)
+                if not len(active):
+                    return full
+    if len(active) == b:
+        return work
+    for target, t in zip(full, work):
+        target[active] = t
+    return full
+
+
+def _solve_scale(i0, i1, u, grid, steps):
+    """procOneScale for a batch: frames i0, i1 [B, H, W] and the initial flow u [B, 2, H, W] -> flow [B, 2, H, W]."""
+    h, w = i0.shape[-2:]
+    eps = np.float32(EPSILON * EPSILON * h * w)
+    i1x, i1y = centered_gradient(i1)
+    state = [u, torch.zeros_like(u), torch.zeros_like(u)]              # dual variables: zero once per scale
+    for _ in range(WARPS):
+        warp = _warp(i0, i1, i1x, i1y, state[0], grid)
+        state = _warp_iterations(state, warp, eps, steps)
+    return state[0]
+
+
+@torch.inference_mode()
+def tvl1(first, second, device="cpu", grid=TAB, compiled=False):
+    """OpenCV's CPU Dual TV-L1 (defaults) for each pair (first[i], second[i]): uint8 grayscale [B, H, W] numpy
+    arrays or tensors (same type, shape) -> float32 displacements [B, H, W, 2] in pixels (x, y), computed on
+    `device` (str or torch.device): a numpy array for numpy input, else a tensor on `device`. `grid`: the remap
+    coordinate grid, 32 as OpenCV up to 4.x (which made the released feature sets), None for OpenCV 5.0's
+    exact coordinates (see remap_cubic). `compiled`: run the inner iteration and the median filter through
+    torch.compile (several times faster on a CPU; the fields agree with the eager ones to float32 rounding,
+    not bit for bit)."""
+    as_numpy = isinstance(first, np.ndarray)
+    i0, i1 = _inputs(first, second, device)
+    sizes, steps = pyramid_sizes(*i0.shape[-2:]), kernels(compiled)
+    levels = [(i0, i1)]
+    for size in sizes[1:]:
+        levels.append(tuple(resize_linear(x, size, SCALE_STEP) for x in levels[-1]))
+    u = levels[-1][0].new_zeros((len(i0), 2) + sizes[-1])              # [B, 2, h, w]
+    for s in reversed(range(len(sizes))):
+        u = _solve_scale(*levels[s], u, grid, steps)
+        if s:
+            u = resize_linear(u, sizes[s - 1]) * np.float32(1 / SCALE_STEP)
+    flow = u.permute(0, 2, 3, 1).contiguous()                            # [B, H, W, 2]
+    return flow.cpu().numpy() if as_numpy else flow

@@ -1,0 +1,175 @@
+"""Speed of TV-L1 optical flow at the extractor's 256x341 scale: OpenCV's CPU DualTVL1 on a pool of worker
+processes over all cores (as features/extract.py runs it) against the PyTorch port (features/tvl1.py) on all
+cores, eager and torch.compile'd, and on CUDA when present; plus the port's parity with OpenCV on the same
+pairs (relative L2 of the finished fields: crop 224, clip 20, /20).
+
+    python3 scripts/bench_flow.py [--pairs 16] [--repeats 2] [--no-compile] [--json]
+
+The frames (natural_pairs) are generated, not footage: a textured scene with detail at several scales, moved
+by a smooth, spatially varying (non-rigid) field plus a pan, three textured ellipses moving on their own
+(occluding the background), a brightness change and sensor noise between the two frames. Real footage
+converges more slowly than such textures (shared/VIDEO_FEATURES.md), so absolute times there are longer for
+both implementations; the ratio is what this measures.
+"""
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from features import flow as flowlib  # noqa: E402
+from features import tvl1 as port  # noqa: E402
+
+CUDA_BATCHES = (8, 16, 32, 64)
+
+
+def _layers(rng, h, w, sigmas=(1.0, 3.0, 9.0)):
+    """Smooth random texture with detail at several scales, float32 [h, w] in about 0..255."""
+    img = sum(cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), s) * s for s in sigmas)
+    return cv2.normalize(img, None, 20, 235, cv2.NORM_MINMAX)
+
+
+def _motion(rng, h, w):
+    """A smooth non-rigid displacement field (dx, dy) float32 [h, w] each: pan plus low-frequency warping."""
+    pan = rng.uniform(-3, 3, 2)
+    fields = []
+    for p in pan:
+        coarse = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), 40)
+        fields.append((p + 2.5 * coarse / max(np.abs(coarse).max(), 1e-6)).astype(np.float32))
+    return fields
+
+
+def natural_pair(rng, h=256, w=341):
+    """One generated pair of uint8 grayscale frames (first, second) [h, w] (see the module docstring)."""
+    scene = _layers(rng, h, w)
+    dx, dy = _motion(rng, h, w)
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    frames = [scene, cv2.remap(scene, gx - dx, gy - dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)]
+    for _ in range(3):                                      # objects: textured ellipses with their own motion
+        tex, mask = _layers(rng, h, w) * 0.5 + rng.uniform(20, 140), np.zeros((h, w), np.uint8)
+        centre, axes = (int(rng.uniform(0.2, 0.8) * w), int(rng.uniform(0.2, 0.8) * h)), \
+            (int(rng.uniform(0.08, 0.2) * w), int(rng.uniform(0.08, 0.2) * h))
+        step = rng.uniform(-6, 6, 2)
+        for i, frame in enumerate(frames):
+            m = np.float32([[1, 0, step[0] * i], [0, 1, step[1] * i]])
+            mask[:] = 0
+            cv2.ellipse(mask, centre, axes, 0, 0, 360, 1, -1)
+            moved_mask = cv2.warpAffine(mask, m, (w, h)).astype(bool)
+            frame[moved_mask] = cv2.warpAffine(tex, m, (w, h))[moved_mask]
+    gain, offset = rng.uniform(0.95, 1.05), rng.uniform(-5, 5)
+    frames[1] = frames[1] * gain + offset
+    return tuple(np.clip(f + rng.normal(0, 2, f.shape), 0, 255).astype(np.uint8) for f in frames)
+
+
+def natural_pairs(n, h=256, w=341, seed=0):
+    """n generated pairs -> (first, second), uint8 [n, h, w] each."""
+    rng = np.random.default_rng(seed)
+    pairs = [natural_pair(rng, h, w) for _ in range(n)]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+def opencv_pool(first, second, workers=None):
+    """OpenCV TV-L1 on a spawn pool of `workers` single-threaded processes (all cores) ->
+    (seconds per pair, finished fields [n, 224, 224, 2]); the pool is started before the clock."""
+    workers = workers or os.cpu_count()
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=flowlib.worker_init) as pool:
+        list(pool.map(flowlib.params, ["tvl1"] * workers))                     # warm the workers up
+        start = time.perf_counter()
+        fields = list(pool.map(flowlib.fields, [np.stack(p) for p in zip(first, second)]))
+        seconds = time.perf_counter() - start
+    return seconds / len(first), np.concatenate(fields)
+
+
+def port_time(first, second, device="cpu", batch=16, compiled=False):
+    """The port over all pairs in batches of `batch` -> (seconds per pair, finished fields [n, 224, 224, 2])."""
+    out, start = [], time.perf_counter()
+    for i in range(0, len(first), batch):
+        flow = port.tvl1(torch.from_numpy(first[i:i + batch]), torch.from_numpy(second[i:i + batch]),
+                         device=device, grid=GRID, compiled=compiled)
+        out.append(flow.cpu().numpy())
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / len(first), flowlib.finish(np.concatenate(out))
+
+
+def _opencv_grid():
+    """The remap rule of the installed OpenCV (None: exact coordinates, OpenCV 5; 32: the 1/32 grid)."""
+    return None if int(cv2.__version__.split(".")[0]) >= 5 else port.TAB
+
+
+GRID = _opencv_grid()
+
+
+def parity(ours, ref):
+    """Median and 95th percentile over pairs of the relative L2 of finished fields."""
+    rel = [np.linalg.norm(o - r) / max(np.linalg.norm(r), 1e-12) for o, r in zip(ours, ref)]
+    return float(np.median(rel)), float(np.percentile(rel, 95))
+
+
+def bench_tvl1(first, second, device="cpu", repeats=2, compile_port=True):
+    """Seconds per pair on all cores: OpenCV's pool (flow_pair_s_opencv) and the port on the CPU, eager
+    (flow_pair_s_torch_eager) and compiled (flow_pair_s_torch_compiled, with its one-off compile_s);
+    flow_pair_s_torch is the faster port; each the minimum over `repeats`. With CUDA on `device`:
+    flow_pairs_per_s_cuda {batch: pairs/s}. Also parity with OpenCV (flow_rel_l2_median, flow_rel_l2_p95)."""
+    torch.set_num_threads(os.cpu_count())
+    runs = [opencv_pool(first, second) for _ in range(repeats)]
+    res = {"flow_pair_s_opencv": min(r[0] for r in runs), "flow_pairs": len(first), "cores": os.cpu_count(),
+           "torch_threads": torch.get_num_threads(), "opencv": cv2.__version__, "remap_grid": GRID}
+    ref = runs[0][1]
+    eager = [port_time(first, second) for _ in range(repeats)]
+    res["flow_pair_s_torch_eager"] = min(r[0] for r in eager)
+    res["flow_rel_l2_median"], res["flow_rel_l2_p95"] = parity(eager[0][1], ref)
+    res["flow_pair_s_torch"] = res["flow_pair_s_torch_eager"]
+    if compile_port:
+        start = time.perf_counter()
+        port.tvl1(first[:1], second[:1], grid=GRID, compiled=True)
+        res["compile_s"] = time.perf_counter() - start
+        comp = [port_time(first, second, compiled=True) for _ in range(repeats)]
+        res["flow_pair_s_torch_compiled"] = min(r[0] for r in comp)
+        res["flow_rel_l2_median_compiled"], res["flow_rel_l2_p95_compiled"] = parity(comp[0][1], ref)
+        res["flow_pair_s_torch"] = min(res["flow_pair_s_torch"], res["flow_pair_s_torch_compiled"])
+    if torch.device(device).type == "cuda":
+        res["flow_pairs_per_s_cuda"] = cuda_rates(first, second, device)
+    return res
+
+
+def cuda_rates(first, second, device, batches=CUDA_BATCHES):
+    """{batch: pairs per second} of the port on CUDA, the pairs tiled to fill each batch (after a warm-up)."""
+    rates = {}
+    for b in batches:
+        reps = -(-b // len(first))
+        f, s = np.concatenate([first] * reps)[:b], np.concatenate([second] * reps)[:b]
+        port_time(f[:2], s[:2], device, batch=2)
+        rates[b] = 1.0 / port_time(f, s, device, batch=b)[0]
+    return rates
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pairs", type=int, default=16)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile'd port")
+    p.add_argument("--json", action="store_true")
+    opts = p.parse_args(argv)
+    first, second = natural_pairs(opts.pairs)
+    res = bench_tvl1(first, second, opts.device, opts.repeats, not opts.no_compile)
+    res["loadavg"] = os.getloadavg()
+    if opts.json:
+        print(json.dumps(res, indent=1))
+        return
+    for key, value in res.items():
+        print(f"{key:32s} {value:.4f}" if isinstance(value, float) else f"{key:32s} {value}")
+
+
+if __name__ == "__main__":
+    main()
