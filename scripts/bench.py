@@ -26,8 +26,9 @@ The data for 1 and 2 is generated once into --data (synthetic features in the re
 
 5. Feature extraction (features/, also alone with --features_only): decoding a generated 60 s 320x240 30 fps
    video to 25 fps at the 256-px scale, optical flow per frame pair on one core (TV-L1 on a part of it, DIS),
-   and each I3D stream per 16-frame snippet against its FLOP count at the rate of the fp32 embedding
-   convolutions (the floor of 1.).
+   TV-L1 per pair on all cores (OpenCV's process pool against the PyTorch port, features/tvl1.py; with CUDA the
+   port's pairs/s per batch size) on scripts/bench_flow.py's generated 256x341 pairs, and each I3D stream per
+   16-frame snippet against its FLOP count at the rate of the fp32 embedding convolutions (the floor of 1.).
 
 The rows live in scripts/bench_train.py (1.-3.), bench_anet.py (4.) and bench_features.py (5.); each measures the
 project's own code (main.train_step with main.build_optimizer, inference.evaluate, dataset.make_synthetic_dataset,
@@ -131,12 +132,12 @@ def main_bench(argv=None):
         rows, keys, rate, note = [], {}, conv_rate(args, device), None
     else:
         rows, keys, rate, note = train_rows(opts, args, device)
-    feature_rows = bench_features(device, rate, opts.data)
+    feature_rows, flow_keys = bench_features(device, rate, opts.data)
     print_rows(device, rows + feature_rows)
     if note:
         print(note)
     if opts.json:
-        print(json.dumps(dict({"device": str(device)}, **keys)))
+        print(json.dumps(dict({"device": str(device)}, **keys, **flow_keys)))
 
 
 if __name__ == "__main__":

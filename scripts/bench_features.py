@@ -1,7 +1,9 @@
 """The feature-extraction rows of scripts/bench.py (also alone with --features_only), each through the extractor's
 own code (features/extract.py's Extractor): decoding a generated 60 s 320x240 30 fps video (features.video.Video at
 the extraction fps and scale), optical flow per frame pair on one core as each flow worker runs it
-(features.flow.fields: TV-L1 on a part of it, DIS), and each I3D stream per snippet (features.i3d.load_i3d, features.streams.I3DBatches; random weights)
+(features.flow.fields: TV-L1 on a part of it, DIS), TV-L1 on all cores (scripts/bench_flow.py: OpenCV's process
+pool against the PyTorch port, and the port on CUDA per batch size, on its generated natural-looking 256x341
+pairs), and each I3D stream per snippet (features.i3d.load_i3d, features.streams.I3DBatches; random weights)
 against its FLOP count at the rate of the fp32 embedding convolutions."""
 import os
 import tempfile
@@ -13,6 +15,7 @@ import torch
 
 import _repo  # noqa: F401  (the repository root on sys.path)
 
+from bench_flow import bench_tvl1, natural_pairs  # noqa: E402
 from bench_train import timed  # noqa: E402
 from dataset import FEATURE_FPS  # noqa: E402
 from features import flow as flowlib  # noqa: E402
@@ -22,6 +25,7 @@ from features.streams import CROP, SNIPPET, I3DBatches  # noqa: E402
 from features.video import Video, centre_crop, snippets  # noqa: E402
 
 CPU = torch.device("cpu")
+FLOW_PAIRS = 4          # TV-L1 pairs on all cores: about 4 s each with OpenCV on 2 cores, the port several times more
 
 
 def write_bench_video(path, seconds=60, fps=30, w=320, h=240):
@@ -81,6 +85,25 @@ def one_core_flow_rows(gray, tvl1_pairs, dis_pairs):
         out["fields"]
 
 
+def all_cores_flow_rows(device, pairs=FLOW_PAIRS):
+    """(rows, JSON keys) of TV-L1 on all cores (bench_flow.bench_tvl1 on its generated pairs, one run each; the
+    port eager: torch.compile takes minutes on a few loaded cores) and, with CUDA, the port per batch size."""
+    res = bench_tvl1(*natural_pairs(pairs), device=str(device), repeats=1, compile_port=False)
+    cores, opencv_s, torch_s = res["cores"], res["flow_pair_s_opencv"], res["flow_pair_s_torch"]
+    rows = [(f"flow TV-L1 OpenCV ({cores} cores)", opencv_s, None,
+             f"{1 / opencv_s:.2f} pairs/s, process pool, 256x341, {pairs} generated pairs"),
+            (f"flow TV-L1 port ({cores} cores)", torch_s, opencv_s,
+             f"vs the OpenCV pool; PyTorch eager, {res['torch_threads']} threads; rel L2 to OpenCV "
+             f"{res['flow_rel_l2_median']:.3f} median")]
+    keys = {k: res[k] for k in ("flow_pair_s_opencv", "flow_pair_s_torch", "flow_pairs", "cores",
+                                "flow_rel_l2_median", "flow_rel_l2_p95")}
+    if "flow_pairs_per_s_cuda" in res:
+        keys["flow_pairs_per_s_cuda"] = res["flow_pairs_per_s_cuda"]
+        rows += [(f"flow TV-L1 port CUDA (B{b})", 1 / rate, opencv_s, f"{rate:.0f} pairs/s, 256x341, vs the OpenCV pool")
+                 for b, rate in res["flow_pairs_per_s_cuda"].items()]
+    return rows, keys
+
+
 def i3d_rows(device, rate, clips):
     """Rows of each I3D stream per snippet (clips: {stream: [B, 16, 224, 224, C]} as the extractor feeds them),
     the networks loaded by load_i3d (random weights written to a temporary file) and run by I3DBatches."""
@@ -106,13 +129,14 @@ def i3d_rows(device, rate, clips):
 
 
 def bench_features(device, rate, folder, seconds=60, tvl1_pairs=16, dis_pairs=256, n_snippets=4):
-    """Rows (name, seconds, reference seconds, note) of the extraction stages."""
+    """(rows (name, seconds, reference seconds, note), JSON keys of the flow rows) of the extraction stages."""
     path = os.path.join(folder, f"video_{seconds}s.mp4")
     if not os.path.isfile(path):
         os.makedirs(folder, exist_ok=True)
         write_bench_video(path, seconds)
     decode_row, frames = decode_rows(path, seconds, max(tvl1_pairs, dis_pairs, SNIPPET * n_snippets) + 1)
     flow_rows, dis_fields = one_core_flow_rows(flowlib.grayscale(np.stack(frames)), tvl1_pairs, dis_pairs)
+    cores_rows, keys = all_cores_flow_rows(device)
     rgb = [centre_crop(clip[:SNIPPET], CROP) for clip in snippets(iter(frames), SNIPPET)][:n_snippets]
     flow = [flowlib.pair(dis_fields[SNIPPET * i:SNIPPET * (i + 1)], SNIPPET) for i in range(n_snippets)]
-    return [decode_row] + flow_rows + i3d_rows(device, rate, {"rgb": rgb, "flow": flow})
+    return [decode_row] + flow_rows + cores_rows + i3d_rows(device, rate, {"rgb": rgb, "flow": flow}), keys
