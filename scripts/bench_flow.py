@@ -15,7 +15,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -23,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _repo  # noqa: E402,F401  (the repository root on sys.path)
 
 from features import flow as flowlib  # noqa: E402
 from features import tvl1 as port  # noqa: E402
@@ -101,12 +100,7 @@ def port_time(first, second, device="cpu", batch=16, compiled=False):
     return (time.perf_counter() - start) / len(first), flowlib.finish(np.concatenate(out))
 
 
-def _opencv_grid():
-    """The remap rule of the installed OpenCV (None: exact coordinates, OpenCV 5; 32: the 1/32 grid)."""
-    return None if int(cv2.__version__.split(".")[0]) >= 5 else port.TAB
-
-
-GRID = _opencv_grid()
+GRID = flowlib.opencv_remap_grid()        # the installed OpenCV's remap rule, as the extractor gives the port
 
 
 def parity(ours, ref):
