@@ -35,8 +35,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import _repo  # noqa: E402,F401  (the repository root on sys.path)
 
 from dataset import make_synthetic_dataset  # noqa: E402
-from features.flow import finish  # noqa: E402
+from features.flow import finish, opencv_remap_grid  # noqa: E402
 from features.i3d import load_i3d  # noqa: E402
+from features.tvl1 import tvl1  # noqa: E402
 from utils.cli import run  # noqa: E402
 from utils.io import read_json, save_json  # noqa: E402
 
@@ -321,19 +322,14 @@ def frame_pairs(n, h, w, seed=0):
 
 def tvl1_part(check, device, cfg):
     """features/tvl1.py on the device against OpenCV's CPU Dual TV-L1, finished as the extractor does."""
-    part = "tvl1"
-    try:
-        from features.tvl1 import tvl1
-    except ImportError as err:
-        check.verdict(part, "tvl1 port", False, f"not present ({err})")
-        return {"present": False}
+    part, grid = "tvl1", opencv_remap_grid()               # the installed OpenCV's remap rule, as the extractor
     (h, w), crop, n = cfg["flow_hw"], cfg["flow_crop"], cfg["flow_pairs"]
     first, second = frame_pairs(n, h, w)
     engine = cv2.optflow.DualTVL1OpticalFlow_create()
     start = time.time()
     ref = np.stack([engine.calc(a, b, None) for a, b in zip(first, second)])
     cpu_rate = n / (time.time() - start)
-    port = np.asarray(tvl1(first, second, device=str(device)))
+    port = np.asarray(tvl1(first, second, device=str(device), grid=grid))
     ref_f, port_f = finish(ref, crop), finish(port, crop)
     rel = [float(np.linalg.norm(p - r) / max(np.linalg.norm(r), 1e-12)) for p, r in zip(port_f, ref_f)]
     rates = {}
@@ -341,13 +337,13 @@ def tvl1_part(check, device, cfg):
         reps = -(-batch // n)
         a, b = np.concatenate([first] * reps)[:batch], np.concatenate([second] * reps)[:batch]
         start = time.time()
-        tvl1(a, b, device=str(device))
+        tvl1(a, b, device=str(device), grid=grid)
         rates[batch] = batch / (time.time() - start)
     check.row(part, f"relative L2, median of {n} pairs", 0.0, float(np.median(rel)), TOLERANCES["flow_median"])
     check.row(part, "relative L2, 95th percentile", 0.0, float(np.percentile(rel, 95)), TOLERANCES["flow_p95"])
     for batch, rate in rates.items():
         check.row(part, f"pairs/s {h}x{w} (OpenCV CPU; port batch {batch})", cpu_rate, rate)
-    return {"present": True, "relative_l2": rel, "opencv_cpu_pairs_per_s": cpu_rate,
+    return {"relative_l2": rel, "remap_grid": grid, "opencv_cpu_pairs_per_s": cpu_rate,
             "port_pairs_per_s": {str(b): r for b, r in rates.items()}, "size": [h, w], "crop": crop}
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import gpu_check
+from features.flow import opencv_remap_grid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "gpu_check.sh")
@@ -63,11 +64,11 @@ def test_a_failed_row_fails_its_part_and_the_table_says_so():
     check.row("i3d rgb", "max |feature diff|, TF32 off", 0.0, 3e-4, 1e-4)
     check.row("i3d rgb", "snippets/s", 2.0, 100.0)
     check.row("train fp32", "loss at step 1", 5.0, 5.001, 1e-3, rel=True)
-    check.verdict("tvl1", "tvl1 port", False, "not present (No module named 'features.tvl1')")
+    check.verdict("tvl1", "ran", False, "RuntimeError: CUDA out of memory")
     assert check.parts() == {"i3d rgb": False, "train fp32": True, "tvl1": False}
     assert check.rows[2]["difference"] == pytest.approx(2e-4)
     text = gpu_check.table(check.rows)
-    assert "FAIL" in text.splitlines()[1] and "not present" in text.splitlines()[-1]
+    assert "FAIL" in text.splitlines()[1] and "out of memory" in text.splitlines()[-1]
 
 
 def test_match_detections():
@@ -90,8 +91,6 @@ def test_the_check_on_cuda_tiny(tmp_path):
     result = run_check("--size", "tiny", "--out", str(tmp_path / "check"))
     report = json.loads((tmp_path / "check" / "gpu_check.json").read_text())
     failed = {part for part, ok in report["parts"].items() if ok is False}
-    if report.get("tvl1", {}).get("present") is False:        # the port has not landed: that part only
-        assert failed == {"tvl1"} and result.returncode == 1, result.stdout
-    else:
-        assert failed == set() and result.returncode == 0, result.stdout
+    assert failed == set() and result.returncode == 0, result.stdout
+    assert report["tvl1"]["remap_grid"] == opencv_remap_grid()
     assert report["environment"]["self_test"] is False and report["environment"]["cuda"]
