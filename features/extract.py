@@ -229,7 +229,8 @@ class Extractor:
         """(rgb [T, 1024], flow [T, 1024], video record) of one video, continuing from its partial file when
         there is one from these settings and this very file. VideoError when it cannot be decoded, is shorter
         than one snippet or is truncated (and that is not allowed)."""
-        video, key = videolib.Video(path), partial_key(self.settings, path)
+        batching = {"batch_size": self.options.batch_size, "device": self.device.type}
+        video, key = videolib.Video(path), partial_key(self.settings, path, batching)
         saved = layout.load_partial(vid, key) or (None, None)
         done = 0 if saved[0] is None else len(saved[0])
         rgb = I3DBatches(self.rgb_model, self.device, self.options.batch_size, saved[0])
@@ -262,7 +263,8 @@ class Extractor:
         record = {"source": os.path.abspath(path), "duration": stated, "source_fps": video.info["source_fps"],
                   "start": video.start, "frames": video.n_frames}
         decoded = video.n_frames / fps
-        if stated is not None and stated - decoded > SNIPPET / fps:
+        # only the video stream's own stated duration can show truncation: a container's spans the audio too
+        if video.info["stream_duration"] and stated - decoded > SNIPPET / fps:
             if not self.options.allow_truncated:
                 raise videolib.VideoError(f"{path}: truncated: its frames end at {decoded:.2f} s of the {stated:.2f} s "
                                           "its header states (a damaged or partly copied file?); --allow-truncated "

@@ -27,6 +27,15 @@ def comparable(settings):
     return strip(settings)
 
 
+def with_backend(record):
+    """A record as this version writes it: one made before --flow-backend existed names no flow backend, and
+    its method had only one (OpenCV for tvl1 and dis, torch for RAFT)."""
+    flow = record.get("settings", {}).get("flow") if isinstance(record, dict) else None
+    if isinstance(flow, dict) and "backend" not in flow:
+        flow["backend"] = "torch" if flow.get("method") == "raft" else "opencv"
+    return record
+
+
 def difference(old, new, prefix=""):
     """The first setting (dotted name) that differs between two comparable settings, as 'name: old vs new'."""
     for key in sorted(set(old) | set(new)):
@@ -40,12 +49,14 @@ def difference(old, new, prefix=""):
     return None
 
 
-def partial_key(settings, path):
-    """What a partial file must have been made with to be continued: the comparable settings and the very same
-    source file (path, size, modification time)."""
+def partial_key(settings, path, batching):
+    """What a partial file must have been made with to be continued, so that the finished features equal an
+    uninterrupted run's: every setting with the package versions, the I3D `batching` (batch size and device
+    type: a snippet's features depend in the last bits on its batch) and the very same source file (path,
+    size, modification time)."""
     stat = os.stat(path)
     source = {"path": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    return json.dumps({"settings": comparable(settings), "source": source}, sort_keys=True)
+    return json.dumps({"settings": settings, "batching": batching, "source": source}, sort_keys=True)
 
 
 class Layout:
@@ -75,7 +86,7 @@ class Layout:
         out = {}
         for name in sorted(os.listdir(folder)):
             if name.endswith(".json") and not name.startswith("."):
-                out[name[:-5]] = read_json(os.path.join(folder, name))
+                out[name[:-5]] = with_backend(read_json(os.path.join(folder, name)))
         return out
 
     def save(self, vid, rgb, flow, record):
@@ -170,6 +181,7 @@ def plan(layout, settings, videos, mine, overwrite):
         have = os.path.isfile(layout.rgb(vid)) and os.path.isfile(layout.flow(vid))
         if vid in records and have and not overwrite:
             result["skipped"].append(vid)
+            layout.drop_partial(vid)             # left when a run stopped between the record and its removal
         elif vid not in records and not overwrite and (os.path.exists(layout.rgb(vid)) or
                                                         os.path.exists(layout.flow(vid))):
             result["failed"][vid] = (f"{layout.rgb(vid)} or its flow file exists but is not recorded in "

@@ -33,7 +33,7 @@ def stop_workers(executor, at_once=False):
     Python 3.14 (terminate_workers); its manager thread takes a terminated worker quietly."""
     if executor is None:
         return
-    running = list(executor._processes.values()) if at_once else []
+    running = list((executor._processes or {}).values()) if at_once else []     # None once shut down
     executor.shutdown(wait=False, cancel_futures=True)
     for process in running:
         process.terminate()

@@ -55,8 +55,10 @@ def _open(path):
 
 
 def probe(path):
-    """dict(duration=seconds, source_fps=frames per second, width, height) of `path`'s first video stream, from
-    the container headers (no decoding). VideoError naming the file when it cannot be read."""
+    """dict(duration=seconds, source_fps=frames per second, width, height, stream_duration) of `path`'s first
+    video stream, from the container headers (no decoding). `duration` is the video stream's own when the
+    header states it (stream_duration True), else the container's (Matroska/WebM files often state only that:
+    it spans the audio too). VideoError naming the file when it cannot be read."""
     container, stream = _open(path)
     with container:
         if stream.duration is not None:
@@ -67,7 +69,8 @@ def probe(path):
             duration = None
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         return {"duration": duration, "source_fps": float(rate) if rate else None,
-                "width": stream.codec_context.width, "height": stream.codec_context.height}
+                "width": stream.codec_context.width, "height": stream.codec_context.height,
+                "stream_duration": stream.duration is not None}
 
 
 def resize_shorter(img, shorter=256):

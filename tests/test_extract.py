@@ -19,8 +19,8 @@ from features.progress import Progress, is_terminal
 from features.storage import Layout, partial_key
 from utils.device import resolve_device
 from features.i3d import load_i3d, sha256
-from features.video import Video, centre_crop
-from videos import moving_frames, write_video
+from features.video import Video, centre_crop, probe
+from videos import moving_frames, write_video, write_video_with_audio
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -238,14 +238,18 @@ def test_interrupted_video_continues_bit_for_bit(tmp_path, rule_weights, monkeyp
 def test_partial_file_of_other_settings_or_source_is_ignored(tmp_path):
     layout, src = Layout(tmp_path / "out"), tmp_path / "v.mp4"
     src.write_bytes(b"a video")
-    key = partial_key({"fps": 25, "packages": {"torch": "1"}}, src)
+    batching = {"batch_size": 8, "device": "cpu"}
+    key = partial_key({"fps": 25, "packages": {"torch": "1"}}, src, batching)
     rgb, flow = np.ones((2, 1024), np.float32), np.zeros((2, 1024), np.float32)
     layout.save_partial("v", key, rgb, flow)
-    loaded = layout.load_partial("v", partial_key({"fps": 25, "packages": {"torch": "2"}}, src))
-    assert np.array_equal(loaded[0], rgb) and np.array_equal(loaded[1], flow)     # package versions do not count
-    assert layout.load_partial("v", partial_key({"fps": 30}, src)) is None
+    loaded = layout.load_partial("v", partial_key({"fps": 25, "packages": {"torch": "1"}}, src, dict(batching)))
+    assert np.array_equal(loaded[0], rgb) and np.array_equal(loaded[1], flow)
+    for other in ({"fps": 30, "packages": {"torch": "1"}}, {"fps": 25, "packages": {"torch": "2"}}):
+        assert layout.load_partial("v", partial_key(other, src, batching)) is None       # settings, packages
+    for other in ({"batch_size": 4, "device": "cpu"}, {"batch_size": 8, "device": "cuda"}):
+        assert layout.load_partial("v", partial_key({"fps": 25, "packages": {"torch": "1"}}, src, other)) is None
     os.utime(src, ns=(0, 0))                                                       # the file changed
-    assert layout.load_partial("v", partial_key({"fps": 25}, src)) is None
+    assert layout.load_partial("v", partial_key({"fps": 25, "packages": {"torch": "1"}}, src, batching)) is None
     Path(layout.partial("v")).write_bytes(b"not an npz")
     assert layout.load_partial("v", key) is None
     layout.drop_partial("v")
@@ -320,3 +324,12 @@ def test_shard_from_the_environment():
         resolve_shard(None, {"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "4"})
     assert resolve_device("auto", {}).type == ("cuda" if torch.cuda.is_available() else "cpu")
 
+
+
+def test_a_container_duration_spanning_the_audio_is_not_truncation(tmp_path, rule_weights):
+    """A Matroska file whose video stream states no duration: the container's (4 s of audio) is not the
+    video's (2 s), so the video is whole, not truncated."""
+    path = write_video_with_audio(tmp_path / "talk.mkv", moving_frames(50, w=64, h=48), fps=25, audio_seconds=4.0)
+    assert probe(path)["duration"] == pytest.approx(4.0, abs=0.05) and not probe(path)["stream_duration"]
+    r = extract([path], tmp_path / "out", Options(*rule_weights, flow="dis", workers=0), progress=False)
+    assert r["done"] == ["talk"] and not r["failed"]

@@ -65,3 +65,25 @@ def moving_frames(n, w=320, h=240, dx=0, dy=0, seed=0):
         y, x = pad - dy * i, pad - dx * i
         out.append(np.repeat(tex[y:y + h, x:x + w, None], 3, axis=2))
     return out
+
+
+def write_video_with_audio(path, frames, fps=25, audio_seconds=4.0, rate=16000):
+    """Like write_video, plus a silent FLAC audio track of `audio_seconds` (a container such as Matroska then
+    states the longer of the two as its duration, and its video stream states none)."""
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = w, h, "yuv420p"
+        audio = container.add_stream("flac", rate=rate)
+        audio.layout = "mono"
+        for img in frames:
+            container.mux(video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")))
+        container.mux(video.encode())
+        n = int(audio_seconds * rate)
+        for start in range(0, n, 1024):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, min(1024, n - start)), np.int16), format="s16",
+                                               layout="mono")
+            frame.sample_rate, frame.pts = rate, start
+            container.mux(audio.encode(frame))
+        container.mux(audio.encode())
+    return path
