@@ -23,7 +23,6 @@ from utils.plots import plot_video
 from utils.proposals import localize, select_classes
 
 REPORT_FILE = "report.html"
-PREDICTION_FILES = ("predictions.json", "detections.csv", REPORT_FILE, CURVES_FILE)   # and plots/VID.png
 
 
 def autocast(args, device):
@@ -157,10 +156,11 @@ def evaluate(model, dataset, args, device):
     return e.metrics, e.predictions
 
 
-def evaluation(model, dataset, args, device):
+def evaluation(model, dataset, args, device, curves=False):
     """Predict, then score with the ActivityNet protocol: an Evaluation, whose metrics["subset"] is the
-    gt.json subset scored (SAL's "val" when gt.json names the validation videos so)."""
-    predictions, stats, curves = predict(model, dataset, args, device, curves=True)
+    gt.json subset scored (SAL's "val" when gt.json names the validation videos so); with ``curves`` also
+    every video's curves, for a results page (else none)."""
+    predictions, stats, *shown = predict(model, dataset, args, device, curves=curves)
     # Classes with no ground truth in the subset do not enter the ActivityNet mAP (the demo data uses
     # 6 of the 20 classes); leave them out here so the evaluator's error is kept for foreign files.
     gt, subset = dataset.gt, scored_subset(dataset.gt, args.test_subset)
@@ -172,7 +172,7 @@ def evaluation(model, dataset, args, device):
     metrics = {"subset": subset, "tiou": list(args.tiou), "mAP": [float(m) for m in det["mAP"]],
                "average_mAP": float(det["average_mAP"]), **stats,
                "ap_per_class": {c: [float(a) for a in ap] for c, ap in det["ap_per_class"].items()}}
-    return Evaluation(metrics, predictions, gt, subset, curves)
+    return Evaluation(metrics, predictions, gt, subset, shown[0] if shown else {})
 
 
 def format_table(metrics):
@@ -249,18 +249,19 @@ def source_videos(folder, vids):
     return {vid: src for vid, src in sources.items() if isinstance(src, str) and os.path.isfile(src)}
 
 
-def clear_prediction(out_dir):
-    """Remove what the previous prediction into ``out_dir`` wrote (PREDICTION_FILES and plots/VID.png of the
-    videos its predictions.json lists), so that the folder holds only the new prediction's files; other
-    files (a user's, the features of scripts/predict.sh) stay. Returns the paths removed."""
+def clear_prediction(out_dir, keep=()):
+    """Remove the figures of the previous prediction into ``out_dir`` (plots/VID.png of the videos its
+    predictions.json lists) that this one did not draw again (``keep``); called once the new prediction is
+    complete, just before write_prediction replaces the other files (predictions.json, detections.csv, the
+    page), so that the folder holds one prediction and a failed one leaves the previous intact. Other files
+    (a user's, the features of scripts/predict.sh) stay. Returns the paths removed."""
     previous = os.path.join(out_dir, "predictions.json")
     try:
         vids = list(read_json(previous).get("results", {})) if os.path.isfile(previous) else []
     except (ValueError, AttributeError):
         vids = []
-    paths = [os.path.join(out_dir, f) for f in PREDICTION_FILES]
-    paths += [os.path.join(out_dir, "plots", f"{vid}.png") for vid in vids]
-    removed = [p for p in paths if os.path.isfile(p)]
+    paths = [os.path.join(out_dir, "plots", f"{vid}.png") for vid in vids]
+    removed = [p for p in paths if os.path.isfile(p) and p not in keep]
     for p in removed:
         os.remove(p)
     plots = os.path.join(out_dir, "plots")
@@ -269,21 +270,22 @@ def clear_prediction(out_dir):
     return removed
 
 
-def run_inference(args, device, state, class_names):
-    """Evaluate the checkpoint ``state`` (--model_file, default OUTPUT_DIR/EXP_NAME/best.pt) on the test split,
-    or localize actions in --predict_dir. Returns (metrics or per-video detections, the folder written)."""
+def run_inference(args, device, resolved):
+    """Evaluate the checkpoint of ``resolved`` (settings.Resolved: its state and file, --model_file or
+    OUTPUT_DIR/EXP_NAME/best.pt, and the class names) on the test split, or localize actions in
+    --predict_dir. Returns (metrics or per-video detections, the folder written)."""
     out_dir = os.path.join(args.output_dir, args.exp_name)
-    model_file = args.model_file or os.path.join(out_dir, "best.pt")
+    state, model_file, class_names = resolved.state, resolved.model_file, resolved.class_names
     if args.predict_dir and os.path.isfile(os.path.join(out_dir, "last.pt")) and not args.overwrite:
         raise ValueError(f"{out_dir} holds a training run: the detections of {model_file} on {args.predict_dir} "
                          f"would replace its predictions.json; give another --exp_name (or --overwrite)")
     if args.predict_dir:
-        return predict_folder(args, device, checkpoint.load_model(state, args, len(class_names), device, model_file),
-                              class_names), out_dir
+        model = checkpoint.load_model(state, args, len(class_names), device, model_file)
+        return predict_folder(args, device, model, class_names, model_file), out_dir
     test_set = feature_dataset(args, "test", class_names)
     check_plot_videos(args.plot_video, test_set.vids, f"the test split of {args.data_path}")
     model = checkpoint.load_model(state, args, len(class_names), device, model_file)
-    evaluated = evaluation(model, test_set, args, device)
+    evaluated = evaluation(model, test_set, args, device, curves=True)
     metrics = evaluated.metrics
     # A run's own metrics.json / predictions.json (its best step) are never replaced by a later evaluation.
     eval_dir = os.path.join(out_dir, "eval_" + os.path.splitext(os.path.basename(model_file))[0])
@@ -314,16 +316,15 @@ def prediction_videos(args):
 
 
 @torch.no_grad()
-def predict_folder(args, device, model, class_names):
+def predict_folder(args, device, model, class_names, model_file):
     """Localize actions in videos without ground truth: predictions.json, detections.csv and, with
     --plot (or --plot_video VID), one PNG per video under OUTPUT_DIR/EXP_NAME/; the previous prediction's
-    files there are removed first (clear_prediction)."""
+    figures there that this one does not replace are removed (clear_prediction)."""
     out_dir = os.path.join(args.output_dir, args.exp_name)
     model.eval()
     videos = prediction_videos(args)
     post = PostProcess.from_args(args)
-    clear_prediction(out_dir)
-    results, curves, durations = {}, {}, {}
+    results, curves, durations, drawn = {}, {}, {}, set()
     for vid, read in videos.items():
         feats = read()                                                    # [T_v, 2048]
         x = torch.from_numpy(feats[uniform_indices(len(feats), args.num_segments, args.short_videos == "keep")])
@@ -334,8 +335,9 @@ def predict_folder(args, device, model, class_names):
         curves[vid] = detection_curves(out, len(feats), detections, class_names, post)
         durations[vid] = len(feats) * SNIPPET_FRAMES / post.fps
         if args.plot or vid in args.plot_video:
-            plot_detections(out, len(feats), detections, class_names, args, vid)
-    write_prediction(out_dir, results, RunInfo(settings=page_settings(args, args.model_file),
+            drawn.add(plot_detections(out, len(feats), detections, class_names, args, vid))
+    clear_prediction(out_dir, drawn)
+    write_prediction(out_dir, results, RunInfo(settings=page_settings(args, model_file),
                                                curves=page_curves(curves), durations=durations,
                                                media=source_videos(args.predict_dir, videos)))
     n_detections = sum(map(len, results.values()))

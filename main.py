@@ -353,7 +353,7 @@ def save_checkpoint(run, name, resumable=False):
 def evaluation_step(run, writer, device):
     """Evaluate on the selection set, log, keep best.pt (and, selecting on test, its results), save last.pt."""
     p, name = run.progress, run.select_name
-    evaluated = evaluation(run.model, run.select_set, run.args, device)
+    evaluated = evaluation(run.model, run.select_set, run.args, device, curves=name == "test")   # for a page
     metrics = evaluated.metrics
     log_metrics(writer, metrics, p.step, name)
     log_evaluation(run.out_dir, p.history, p.step, metrics, p.window)
@@ -450,7 +450,7 @@ def test_best(best_file, args, test_set, device, out_dir):
     predictions.json hold these test numbers (with the validation mAP that chose it)."""
     state = checkpoint.load(best_file)
     model = checkpoint.load_model(state, args, len(test_set.class_names), device, best_file)
-    evaluated = evaluation(model, test_set, args, device)
+    evaluated = evaluation(model, test_set, args, device, curves=True)
     metrics = dict(evaluated.metrics, step=state["step"], selected_on="val",
                    val_average_mAP=state["best_metrics"]["average_mAP"])
     write_results(out_dir, metrics, evaluated, page_settings(args, best_file))
@@ -492,14 +492,13 @@ class Result(dict):
 
 def main(argv=None):
     args = parse_args(argv)
-    set_gpu_numerics(args.strict_fp32)                # before anything is read (again below: a resumed run's)
     run = resolve(args)                               # the run's settings, from here on read-only
     args = run.args
     torch.manual_seed(args.seed)
     set_gpu_numerics(args.strict_fp32)
     device = resolve_device(args.device)
     if args.inference_only:
-        return Result(*run_inference(args, device, run.state, run.class_names))
+        return Result(*run_inference(args, device, run))
     out_dir = os.path.join(args.output_dir, args.exp_name)
     with output_dir_lock(out_dir):
         return Result(train(args, device, run.class_names, run.state if args.resume else None), out_dir)

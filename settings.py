@@ -104,14 +104,16 @@ def feature_timing(values, explicit):
     found = {path: extraction_fps(path) for path in extraction_files(values) if os.path.isfile(path)}
     if not found:
         return {}, None
-    if len(set(found.values())) > 1:
+    where, rates = " and ".join(found), sorted(set(found.values()))
+    if "feature_fps" in explicit:                       # the flag wins, also over splits that disagree
+        given = values["feature_fps"]
+        said = "/".join(f"{fps:g}" for fps in rates)
+        return {}, None if rates == [given] else f"--feature_fps {given:g} given: {where} says {said} fps (not used)"
+    if len(rates) > 1:
         (a, fa), (b, fb) = found.items()
         raise ValueError(f"{a} says {fa:g} fps but {b} says {fb:g} fps: the train and test features of one dataset "
                          f"must share one frame rate (re-extract one split, or give --feature_fps)")
-    where, fps = " and ".join(found), next(iter(found.values()))
-    if "feature_fps" in explicit:
-        given = values["feature_fps"]
-        return {}, None if given == fps else f"--feature_fps {given:g} given: {where} says {fps:g} fps (not used)"
+    fps = rates[0]
     return {"feature_fps": fps}, f"snippet timing from {where}: {SNIPPET_FRAMES} frames at {fps:g} fps"
 
 

@@ -49,6 +49,9 @@ def test_a_given_feature_fps_wins_with_a_note_and_splits_must_agree(data, capsys
     extraction_json(data, "test", 25)
     with pytest.raises(ValueError, match="must share one frame rate"):
         settings.resolve(main.parse_args(["--data_path", data]))
+    capsys.readouterr()
+    assert settings.resolve(main.parse_args(["--data_path", data, "--feature_fps", "25"])).args.feature_fps == 25
+    assert "says 25/30 fps (not used)" in capsys.readouterr().out          # the flag wins over splits that disagree
     os.remove(os.path.join(data, "features", "test", "extraction.json"))
     assert settings.resolve(main.parse_args(["--data_path", data])).args.feature_fps == 30
 
