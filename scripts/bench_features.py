@@ -1,5 +1,5 @@
-"""The feature-extraction rows of scripts/bench.py (also alone with --features_only), each through the extractor's
-own code (features/extract.py's Extractor): decoding a generated 60 s 320x240 30 fps video (features.video.Video at
+"""The feature-extraction rows of scripts/bench.py (also alone with --features_only), each through the code the
+extractor runs (features/extract.py's Extractor is built of these pieces): decoding a generated 60 s 320x240 30 fps video (features.video.Video at
 the extraction fps and scale), optical flow per frame pair on one core as each flow worker runs it
 (features.flow.fields: TV-L1 on a part of it, DIS), TV-L1 on all cores (scripts/bench_flow.py: OpenCV's process
 pool against the PyTorch port, and the port on CUDA per batch size, on its generated natural-looking 256x341
@@ -23,6 +23,7 @@ from features.extract import RESIZE  # noqa: E402
 from features.i3d import FLOPS_PER_SNIPPET, FLOPS_PER_SNIPPET_FLOW, STREAMS, InceptionI3d, load_i3d  # noqa: E402
 from features.streams import CROP, SNIPPET, I3DBatches  # noqa: E402
 from features.video import Video, centre_crop, snippets  # noqa: E402
+from utils.io import write_atomic  # noqa: E402
 
 CPU = torch.device("cpu")
 FLOW_PAIRS = 4          # TV-L1 pairs on all cores: about 4 s each with OpenCV on 2 cores, the port several times more
@@ -30,20 +31,24 @@ FLOW_PAIRS = 4          # TV-L1 pairs on all cores: about 4 s each with OpenCV o
 
 def write_bench_video(path, seconds=60, fps=30, w=320, h=240):
     """A 30 fps H.264 video of a smooth random texture panning 3 px right per frame and a bright square crossing
-    it (real motion for the flow), encoded frame by frame."""
+    it (real motion for the flow), encoded frame by frame and written atomically (a killed run leaves no
+    half video that the next one would trust)."""
     rng = np.random.default_rng(0)
     texture = cv2.GaussianBlur((rng.random((h, 2 * w)) * 255).astype(np.uint8), (0, 0), 3)
     texture = cv2.normalize(texture, None, 0, 255, cv2.NORM_MINMAX)
-    with av.open(path, "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        for i in range(seconds * fps):
-            img = np.roll(texture, -3 * i, axis=1)[:, :w].copy()
-            x = (5 * i) % (w - 40)
-            img[h // 2 - 20:h // 2 + 20, x:x + 40] = 255
-            frame = av.VideoFrame.from_ndarray(np.repeat(img[:, :, None], 3, axis=2), format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
+
+    def encode(f):
+        with av.open(f, "w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=fps)
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            for i in range(seconds * fps):
+                img = np.roll(texture, -3 * i, axis=1)[:, :w].copy()
+                x = (5 * i) % (w - 40)
+                img[h // 2 - 20:h // 2 + 20, x:x + 40] = 255
+                frame = av.VideoFrame.from_ndarray(np.repeat(img[:, :, None], 3, axis=2), format="rgb24")
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode())
+    write_atomic(path, encode)
     return path
 
 

@@ -19,6 +19,7 @@ import _repo  # noqa: E402,F401  (the repository root on sys.path)
 
 import main  # noqa: E402
 from utils.cli import run as run_cli  # noqa: E402
+from utils.io import read_json  # noqa: E402
 
 # (row, main.py flags, the paper's AVG mAP 0.1:0.7 on THUMOS14)
 TABLES = {
@@ -38,8 +39,7 @@ TITLES = {"4": "Table 4: loss terms", "6": "Table 6: RGB/flow fusion, class-awar
 
 def last_metrics(run):
     """The last evaluation of a training run: last_metrics.json in the folder main.main reports (out_dir)."""
-    with open(os.path.join(run.out_dir, "last_metrics.json")) as f:
-        return json.load(f)
+    return read_json(os.path.join(run.out_dir, "last_metrics.json"))
 
 
 def run_row(flags, extra, exp_name):

@@ -44,7 +44,7 @@ def read_json(path):
             return json.load(f)
     except FileNotFoundError:
         raise FileNotFoundError(f"{os.fspath(path)}: file not found") from None
-    except (OSError, ValueError) as err:      # ValueError covers JSONDecodeError and UnicodeDecodeError
+    except ValueError as err:                 # JSONDecodeError and UnicodeDecodeError; other OS errors go up
         raise ValueError(f"{os.fspath(path)}: not valid JSON ({err})") from None
 
 
