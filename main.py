@@ -492,6 +492,7 @@ class Result(dict):
 
 def main(argv=None):
     args = parse_args(argv)
+    set_gpu_numerics(args.strict_fp32)                # before anything is read (again below: a resumed run's)
     run = resolve(args)                               # the run's settings, from here on read-only
     args = run.args
     torch.manual_seed(args.seed)
