@@ -235,9 +235,10 @@ def detections_table(results):
 def write_prediction(out_dir, results, run):
     """A prediction's files in ``out_dir``: predictions.json, detections.csv and its results page (``run``: a
     RunInfo with the settings, curves, durations and source video files)."""
-    save_json(result_file(results), os.path.join(out_dir, "predictions.json"))
+    predictions = result_file(results)
+    save_json(predictions, os.path.join(out_dir, "predictions.json"))
     save_text(detections_table(results), os.path.join(out_dir, "detections.csv"))
-    write_page(out_dir, result_file(results), run)
+    write_page(out_dir, predictions, run)
 
 
 def source_videos(folder, vids):

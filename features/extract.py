@@ -77,8 +77,7 @@ class Options:
             raise ValueError(f"--checkpoint-every {self.checkpoint_every}: must be >= 1")
         if self.flow not in flowlib.METHODS:
             raise ValueError(f"--flow {self.flow}: expected one of {', '.join(flowlib.METHODS)}")
-        if self.flow_backend not in flowlib.BACKENDS:
-            raise ValueError(f"--flow-backend {self.flow_backend}: expected one of {', '.join(flowlib.BACKENDS)}")
+        flowlib.check_backend(self.flow_backend, self.flow)
         check_weights(self.rgb_weights, self.flow_weights)
 
 

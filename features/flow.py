@@ -64,15 +64,20 @@ def params(method):
             "mean_normalization": e.getUseMeanNormalization(), "spatial_propagation": e.getUseSpatialPropagation()}
 
 
-def resolve_backend(backend, method, device):
-    """The implementation that computes `method` ("opencv" or "torch"; see the module docstring); ValueError
-    for a backend the method lacks."""
+def check_backend(backend, method):
+    """ValueError for a backend name that does not exist or that `method` lacks."""
     if backend not in BACKENDS:
         raise ValueError(f"--flow-backend {backend}: expected one of {', '.join(BACKENDS)}")
+    if backend != "auto" and backend not in IMPLEMENTED[method]:
+        raise ValueError(f"--flow-backend {backend}: --flow {method} has only the {IMPLEMENTED[method][0]} backend")
+
+
+def resolve_backend(backend, method, device):
+    """The implementation that computes `method` on `device` ("opencv" or "torch"; see the module docstring);
+    ValueError as check_backend."""
+    check_backend(backend, method)
     if backend == "auto":
         return "torch" if method == "raft" or (method == "tvl1" and device.type == "cuda") else "opencv"
-    if backend not in IMPLEMENTED[method]:
-        raise ValueError(f"--flow-backend {backend}: --flow {method} has only the {IMPLEMENTED[method][0]} backend")
     return backend
 
 

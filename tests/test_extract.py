@@ -106,6 +106,8 @@ def test_rerun_skips_settings_are_not_mixed_overwrite_merges(run1, rule_weights)
     assert json.loads((out / "extraction.json").read_text())["settings"]["flow"]["backend"] == "opencv"
     with pytest.raises(ValueError, match=r'flow\.backend: "opencv" in DIR vs "torch" now'):   # backends never mix
         extract([vids], out, Options(*rule_weights, flow="tvl1", flow_backend="torch", workers=0), progress=False)
+    with pytest.raises(ValueError, match="--flow dis has only the opencv backend"):          # before any work
+        Options(*rule_weights, flow="dis", flow_backend="torch").check()
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.npy")} == stamp
 
     r = extract([vids / "s.mp4"], out, Options(*rule_weights, flow="dis", workers=0), overwrite=True, progress=False)
