@@ -206,13 +206,11 @@ def _remap_apply(img, taps):
         return _fma_dot(rows, cy)
     terms = vals * weights
     rows = ((terms[..., 0::4] + terms[..., 1::4]) + terms[..., 2::4]) + terms[..., 3::4]   # [B, H, W, 4]
-    out = ((rows[..., 0] + rows[..., 1]) + rows[..., 2]) + rows[..., 3]
-    edge = terms[border]                                                            # [n, 16]
-    total = torch.zeros_like(edge[:, 0])
-    for i in range(16):
-        total = total + edge[:, i]
-    out[border] = total
-    return out
+    inside = ((rows[..., 0] + rows[..., 1]) + rows[..., 2]) + rows[..., 3]
+    tap_by_tap = terms[..., 0]
+    for i in range(1, 16):
+        tap_by_tap = tap_by_tap + terms[..., i]
+    return torch.where(border, tap_by_tap, inside)
 
 
 def _fma_dot(v, c):
@@ -266,9 +264,9 @@ def median5(x):
 
 # ------------------------------------------------------------------------------------------- the solver
 
-def _warp(i0, i1, i1x, i1y, u, grid):
-    """I1 and its gradient warped by the flow u [b, 2, H, W], and what the thresholding step needs for this warp:
-    (I1w gradient [b, 2, H, W], grad [b, H, W], rho_c [b, H, W])."""
+def warp_constants(i0, i1, i1x, i1y, u, grid):
+    """I1 and its gradient warped by the flow u [b, 2, H, W] -> what the thresholding step needs for this warp,
+    [b, 4, H, W]: the warped gradient (x, y), its squared norm `grad` and rho_c."""
     h, w = i0.shape[-2:]
     gx = torch.arange(w, device=i0.device, dtype=torch.float32)
     gy = torch.arange(h, device=i0.device, dtype=torch.float32)[:, None]
@@ -276,7 +274,7 @@ def _warp(i0, i1, i1x, i1y, u, grid):
     i1w, i1wx, i1wy = (_remap_apply(img, taps) for img in (i1, i1x, i1y))
     grad = i1wx * i1wx + i1wy * i1wy
     rho_c = ((i1w - i1wx * u[:, 0]) - i1wy * u[:, 1]) - i0
-    return torch.stack([i1wx, i1wy], 1), grad, rho_c
+    return torch.stack([i1wx, i1wy, grad, rho_c], 1)
 
 
 def _divergence(v1, v2):
@@ -306,10 +304,11 @@ def _dual(px, py, u):
 
 
 def iteration(state, warp):
-    """One inner iteration. state (u, px, py): the flow and the dual variables' x and y parts, [b, 2, H, W] each
-    (channel = flow component); warp: _warp's constants -> (new state, squared flow update per pixel [b, H, W])."""
-    u, px, py = state
-    ixy, grad, rho_c = warp
+    """One inner iteration for a batch. state [b, 3, 2, H, W]: the flow u and the dual variables' x and y parts
+    (dim 2: flow component); warp: warp_constants' [b, 4, H, W] -> (new state, the squared flow update per pixel
+    [b, H, W], its float64 sum per pair [b])."""
+    u, px, py = state.unbind(1)                                                 # [b, 2, H, W] each
+    ixy, grad, rho_c = warp[:, :2], warp[:, 2], warp[:, 3]
     rho = rho_c + (ixy[:, 0] * u[:, 0] + ixy[:, 1] * u[:, 1])
     lg = L_T * grad
     fi = torch.where(grad > FLT_EPSILON, -rho / grad, torch.zeros_like(rho))
@@ -318,32 +317,39 @@ def iteration(state, warp):
     n = v + THETA_32 * _divergence(px, py)
     e = n - u
     px, py = _dual(px, py, n)
-    return [n, px, py], e[:, 0] * e[:, 0] + e[:, 1] * e[:, 1]
+    update = e[:, 0] * e[:, 0] + e[:, 1] * e[:, 1]                              # [b, H, W]
+    return torch.stack([n, px, py], 1), update, update.sum((1, 2), dtype=torch.float64)
 
 
 def serial_sum(x):
     """Per pair, OpenCV's stopping error: a float32 running sum over the pixels of x [b, H, W] in row-major
-    order (numpy's accumulate adds one element at a time) -> bool-ready float32 numpy [b]."""
+    order (numpy's accumulate adds one element at a time) -> float32 numpy [b]."""
     flat = x.reshape(x.shape[0], -1).cpu().numpy()
     return np.add.accumulate(flat, axis=1, dtype=np.float32)[:, -1]
 
 
-def _shrink(full, work, active, done):
-    """Write the finished pairs (bool [b] `done`) of the working tensors back into the full-batch tensors
-    `full`; returns the working tensors and global indices of the pairs still running."""
-    for target, t in zip(full, work):
-        target[active[done]] = t[done]
-    keep = ~done
-    return [t[keep] for t in work], active[keep]
+def stopped(update, total, eps):
+    """Per pair, OpenCV's stopping test serial_sum(update) <= eps (float32), bool numpy [b], given the float64 sum
+    `total` [b] of update [b, H, W]. A serial float32 sum of n terms >= 0 lies within gamma = (n - 1) u / (1 - (n -
+    1) u) (u = 2^-24) of the exact sum, so the test is decided from `total` wherever that band does not contain
+    eps, and the serial sum (on the host) is computed only for the pairs where it does."""
+    n = update[0].numel()
+    gamma = (n - 1) * 2.0 ** -24 / (1 - (n - 1) * 2.0 ** -24) + 1e-9      # + the float64 sum's own rounding
+    verdict = torch.where(total * (1 + gamma) <= float(eps), 1, torch.where(total * (1 - gamma) > float(eps), 0, 2))
+    verdict = verdict.cpu().numpy()                                        # 1: stop, 0: go on, 2: too close to say
+    unsure = np.flatnonzero(verdict == 2)
+    if len(unsure):
+        verdict[unsure] = serial_sum(update[torch.from_numpy(unsure).to(update.device)]) <= eps
+    return verdict.astype(bool)
 
 
 def kernels(compiled=False):
-    """(iteration, median5): as written, or torch.compile'd (dynamic shapes; built once per process, which takes
-    a minute or two on a CPU, then reused for every size and batch)."""
+    """(warp_constants, iteration, median5): as written, or torch.compile'd (dynamic shapes: compiled on first
+    use in a process, once for a batch of one pair and once for larger batches, then reused at every size)."""
     if not compiled:
-        return iteration, median5
+        return warp_constants, iteration, median5
     if not _COMPILED:
-        _COMPILED.extend(torch.compile(f, dynamic=True) for f in (iteration, median5))
+        _COMPILED.extend(torch.compile(f, dynamic=True) for f in (warp_constants, iteration, median5))
     return tuple(_COMPILED)
 
 
@@ -351,27 +357,24 @@ _COMPILED = []
 
 
 def _warp_iterations(state, warp, eps, steps):
-    """The outer/inner loops of one warp for a batch: state (u, px, py) and warp constants (see iteration). Each pair stops when its own error is <= eps (it leaves the working batch, the others go
-    on). `steps`: kernels(). Returns the new state."""
-    step, median = steps
-    b = state[0].shape[0]
-    full, active = list(state), torch.arange(b, device=state[0].device)
-    work, consts = list(state), list(warp)
+    """The outer/inner loops of one warp for a batch: state [b, 3, 2, H, W] and warp constants (see iteration).
+    Each pair stops when its own error is <= eps (it leaves the working batch, the others go on). `steps`:
+    kernels(). Returns the new state."""
+    _, step, median = steps
+    out, active = torch.empty_like(state), torch.arange(len(state), device=state.device)
     for _ in range(OUTER):
-        work[0] = median(work[0])
+        state[:, 0] = median(state[:, 0])
         for _ in range(INNER):
-            work, update = step(work, consts)
-            done = torch.from_numpy(serial_sum(update) <= eps).to(update.device)
-            if bool(done.any()):
-                consts = [t[~done] for t in consts]
-                work, active = _shrink(full, work, active, done)
+            state, update, total = step(state, warp)
+            done = stopped(update, total, eps)
+            if done.any():
+                done = torch.from_numpy(done).to(state.device)
+                out[active[done]] = state[done]
+                state, warp, active = state[~done], warp[~done], active[~done]
                 if not len(active):
-                    return full
-    if len(active) == b:
-        return work
-    for target, t in zip(full, work):
-        target[active] = t
-    return full
+                    return out
+    out[active] = state
+    return out
 
 
 def _solve_scale(i0, i1, u, grid, steps):
@@ -379,11 +382,11 @@ def _solve_scale(i0, i1, u, grid, steps):
     h, w = i0.shape[-2:]
     eps = np.float32(EPSILON * EPSILON * h * w)
     i1x, i1y = centered_gradient(i1)
-    state = [u, torch.zeros_like(u), torch.zeros_like(u)]              # dual variables: zero once per scale
+    state = torch.stack([u, torch.zeros_like(u), torch.zeros_like(u)], 1)   # dual variables: zero once per scale
     for _ in range(WARPS):
-        warp = _warp(i0, i1, i1x, i1y, state[0], grid)
+        warp = steps[0](i0, i1, i1x, i1y, state[:, 0], grid)
         state = _warp_iterations(state, warp, eps, steps)
-    return state[0]
+    return state[:, 0]
 
 
 @torch.inference_mode()

@@ -194,6 +194,30 @@ def test_batching_never_changes_a_pair():
     assert np.array_equal(together[2:3], port.tvl1(first[2:3], second[2:3]))
 
 
+def test_stopping_test_decides_as_opencvs_serial_float32_sum():
+    """stopped() reads the float64 sum and falls back to the serial float32 sum only near eps: its verdict
+    equals serial_sum(update) <= eps at every eps, including the float32 neighbours of the serial sum."""
+    rng = np.random.default_rng(5)
+    update = torch.from_numpy((rng.random((3, 61, 83)) ** 4 * 0.3).astype(np.float32))
+    total = update.sum((1, 2), dtype=torch.float64)
+    serial = port.serial_sum(update)
+    assert not np.array_equal(serial, total.numpy().astype(np.float32))      # rounding differs: a real test
+    for i, s in enumerate(serial):
+        for eps in (np.nextafter(s, np.float32(0)), s, np.nextafter(s, np.float32(np.inf)), s * np.float32(0.99),
+                    s * np.float32(1.01), s * np.float32(0.5), s * np.float32(2)):
+            eps = np.float32(eps)
+            assert port.stopped(update, total, eps)[i] == (s <= eps), (i, eps)
+
+
+def test_compiled_kernels_give_the_eager_fields_bit_for_bit():
+    """torch.compile'd kernels (the extractor's default) against the ops one by one. Each pair twice, so that
+    the working batch never shrinks to one pair (one compilation, not two, for the suite's time)."""
+    pairs = [scene(kind, 48, 61, seed=4) for kind in ("rotate", "occlusion")] * 2
+    first, second = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    compiled = port.tvl1(first, second, grid=GRID, compiled=True)
+    assert compiled.any() and np.array_equal(compiled, port.tvl1(first, second, grid=GRID))
+
+
 def test_numpy_and_tensor_inputs_give_the_same_field():
     first, second = (f[None] for f in scene("translate", 40, 48))
     ours = port.tvl1(first, second)
