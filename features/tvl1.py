@@ -22,18 +22,21 @@ Replicated, step by step (each is tested against OpenCV on its own in tests/test
   half to even, weights from its 32-entry table, products of the 1-D weights summed row by row inside and tap
   by tap near the border), or OpenCV 5.0 (weights at the exact coordinates in its float32 operation order,
   rows and then columns chained by fused multiply-adds);
-- cv::medianBlur(ksize 5) on float32 with replicated borders before every outer pass (the median is exact,
-  computed here by a min/max selection network);
+- cv::medianBlur(ksize 5) on float32 with replicated borders before every outer pass (the median is exact:
+  min/max steps on sorted columns shared between neighbouring windows, see _median_plan);
 - the thresholding step, divergence (incl. its first-column order), forward gradients and dual update (hypot)
   in OpenCV's float32 operation order, with the dual variables zeroed once per scale and kept across warps;
 - the stopping test: after every inner iteration a pair whose error, OpenCV's serial float32 sum of the
-  squared updates in row-major order (numpy's accumulate on the host: one device-to-host copy per inner
-  iteration on a GPU), is <= float32(epsilon^2 H W) stops its current warp (both loops), each pair on its own;
-  finished pairs leave the working batch, so batching does not change a pair's result.
+  squared updates in row-major order, is <= float32(epsilon^2 H W) stops its current warp (both loops), each
+  pair on its own; finished pairs leave the working batch, so batching does not change a pair's result. The
+  test is decided from a float64 sum on the device wherever the serial sum's rounding bound keeps it on one
+  side of the limit, and by the serial sum itself (numpy's accumulate on the host) for the few pairs near it:
+  one copy of a verdict per pair from the device per inner iteration.
 
 Known to differ, in the last bit: OpenCV 5.0's enlarging resize at some pixels and its remap at a few border
-pixels; torch.hypot (SLEEF on vector lanes) against glibc's hypotf in rare cases; the compiled kernels
-(`compiled=True`) against the eager ops. One pyramid level then agrees with OpenCV to 1e-7 relative L2, but
+pixels; torch.hypot (SLEEF on vector lanes) against glibc's hypotf in rare cases. (The compiled kernels,
+`compiled=True`, gave the eager ops' fields bit for bit wherever compared.) One pyramid level then agrees
+with OpenCV to 1e-7 relative L2, but
 the thresholding and median steps amplify such differences over 5 levels where the motion is discontinuous
 (see docs/optical_flow.md for the figures). Map coordinates beyond the 16-bit range OpenCV saturates to are
 not saturated here.
@@ -222,44 +225,80 @@ def _fma_dot(v, c):
     return total
 
 
-def _median_network(n=25, padded=32):
-    """Min/max steps [(is_max, out, a, b)] selecting the median of n wires: Batcher's odd-even merge sort of
-    `padded` wires (the extra ones +inf) pruned to what the middle output needs. Wires 0..n-1 are inputs."""
-    pairs, p = [], 1
-    while p < padded:
-        k = p
-        while k >= 1:
-            for j in range(k % p, padded - k, 2 * k):
-                pairs += [(i + j, i + j + k) for i in range(min(k, padded - j - k))
-                          if (i + j) // (2 * p) == (i + j + k) // (2 * p)]
-            k //= 2
-        p *= 2
-    wires, steps, fresh = list(range(n)) + [None] * (padded - n), [], n
+def _odd_even_merge(lo, n, r=1):
+    """Batcher's odd-even merge of wires lo .. lo + n - 1 (n a power of two, both halves sorted): pairs (i, j)."""
+    if 2 * r < n:
+        yield from _odd_even_merge(lo, n, 2 * r)
+        yield from _odd_even_merge(lo + r, n, 2 * r)
+        yield from ((i, i + r) for i in range(lo + r, lo + n - r, 2 * r))
+    else:
+        yield lo, lo + r
+
+
+def _network(pairs, line, need):
+    """A comparator network (pairs (i, j): min to i, max to j) on the wires `line` (ids; None: +inf, free)
+    pruned to what the positions `need` of its output depend on -> (min/max steps [(is_max, out, a, b)], the
+    output's wire ids by position, the input ids it reads). New wires are numbered from 1000."""
+    line, inputs, steps, fresh = list(line), set(line), [], 1000
     for i, j in pairs:
-        if wires[j] is None or wires[i] is None:
-            wires[i], wires[j] = (wires[i], wires[j]) if wires[j] is None else (wires[j], None)
+        if line[i] is None or line[j] is None:
+            line[i], line[j] = (line[i], line[j]) if line[j] is None else (line[j], None)
             continue
-        steps += [(False, fresh, wires[i], wires[j]), (True, fresh + 1, wires[i], wires[j])]
-        wires[i], wires[j], fresh = fresh, fresh + 1, fresh + 2
-    need, kept = {wires[n // 2]}, []
+        steps += [(False, fresh, line[i], line[j]), (True, fresh + 1, line[i], line[j])]
+        line[i], line[j], fresh = fresh, fresh + 1, fresh + 2
+    wanted, kept = {line[k] for k in need}, []
     for step in reversed(steps):
-        if step[1] in need:
+        if step[1] in wanted:
             kept.append(step)
-            need |= {step[2], step[3]}
-    return kept[::-1], wires[n // 2]
+            wanted |= {step[2], step[3]}
+    return kept[::-1], line, wanted & inputs
 
 
-MEDIAN_STEPS, MEDIAN_OUT = _median_network()
+def _merge(na, nb, need):
+    """_network merging a sorted run of na values (wires 0 ..) with one of nb (wires 100 ..), for the output
+    ranks `need`."""
+    n = 1
+    while n < max(na, nb):
+        n *= 2
+    line = list(range(na)) + [None] * (n - na) + list(range(100, 100 + nb)) + [None] * (n - nb)
+    return _network(_odd_even_merge(0, 2 * n), line, need)
+
+
+def _median_plan():
+    """The 5x5 median as merges of sorted columns shared between neighbouring windows: C sorts each pixel's 5
+    vertical neighbours; M2 at column j merges C[j] and C[j + 1]; M3 at j merges M2[j] and C[j + 2]; the median
+    at x is rank 12 of M3[x] merged with M2[x + 3]. Each level computes only the ranks the next ones read: 116
+    min/max steps per pixel, where one selection network over the 25 values takes 202."""
+    final = _merge(15, 10, [12])
+    m3 = _merge(10, 5, [w for w in final[2] if w < 100])
+    m2 = _merge(5, 5, {w for w in m3[2] if w < 100} | {w - 100 for w in final[2] if w >= 100})
+    column = _network([(0, 3), (1, 4), (0, 2), (1, 3), (0, 1), (2, 4), (1, 2), (3, 4), (2, 3)], range(5), range(5))
+    return column, m2, m3, final
+
+
+MEDIAN_PLAN = _median_plan()
+
+
+def _run(network, left, right=None):
+    """Apply a _median_plan network to runs of tensors by rank (left: wires 0 .., right: 100 ..) -> the output
+    run by rank (None where nothing needs it)."""
+    steps, line, _ = network
+    vals = {i: t for i, t in enumerate(left)} | ({100 + i: t for i, t in enumerate(right)} if right else {})
+    for is_max, out, a, b in steps:
+        vals[out] = torch.maximum(vals[a], vals[b]) if is_max else torch.minimum(vals[a], vals[b])
+    return [vals.get(w) for w in line]
 
 
 def median5(x):
-    """cv::medianBlur(x, 5) of float32 [..., H, W] (replicated border) -> [..., H, W]."""
+    """cv::medianBlur(x, 5) of float32 [..., H, W] (replicated border) -> [..., H, W], exactly (min/max only)."""
     h, w = x.shape[-2:]
     pad = F.pad(x.reshape(-1, 1, h, w), (2, 2, 2, 2), mode="replicate")[:, 0]      # [N, H + 4, W + 4]
-    vals = {dy * 5 + dx: pad[:, dy:dy + h, dx:dx + w] for dy in range(5) for dx in range(5)}
-    for is_max, out, a, b in MEDIAN_STEPS:
-        vals[out] = torch.maximum(vals[a], vals[b]) if is_max else torch.minimum(vals[a], vals[b])
-    return vals[MEDIAN_OUT].reshape(x.shape)
+    column, m2, m3, final = MEDIAN_PLAN
+    c = _run(column, [pad[:, dy:dy + h] for dy in range(5)])                        # ranks, [N, H, W + 4] each
+    shift = lambda run, j, width: [None if t is None else t[..., j:j + width] for t in run]
+    pairs = _run(m2, shift(c, 0, w + 3), shift(c, 1, w + 3))                        # [N, H, W + 3]
+    triples = _run(m3, shift(pairs, 0, w), shift(c, 2, w))                          # [N, H, W]
+    return _run(final, triples, shift(pairs, 3, w))[12].reshape(x.shape)
 
 
 # ------------------------------------------------------------------------------------------- the solver
@@ -303,10 +342,10 @@ def _dual(px, py, u):
     return (px + TAUT * ux) / ng, (py + TAUT * uy) / ng
 
 
-def iteration(state, warp):
+def iteration(state, warp, limits):
     """One inner iteration for a batch. state [b, 3, 2, H, W]: the flow u and the dual variables' x and y parts
-    (dim 2: flow component); warp: warp_constants' [b, 4, H, W] -> (new state, the squared flow update per pixel
-    [b, H, W], its float64 sum per pair [b])."""
+    (dim 2: flow component); warp: warp_constants' [b, 4, H, W]; limits: stop_limits' -> (new state, the squared
+    flow update per pixel [b, H, W], the stopping verdict per pair [b] (see stop_verdict))."""
     u, px, py = state.unbind(1)                                                 # [b, 2, H, W] each
     ixy, grad, rho_c = warp[:, :2], warp[:, 2], warp[:, 3]
     rho = rho_c + (ixy[:, 0] * u[:, 0] + ixy[:, 1] * u[:, 1])
@@ -318,7 +357,23 @@ def iteration(state, warp):
     e = n - u
     px, py = _dual(px, py, n)
     update = e[:, 0] * e[:, 0] + e[:, 1] * e[:, 1]                              # [b, H, W]
-    return torch.stack([n, px, py], 1), update, update.sum((1, 2), dtype=torch.float64)
+    return torch.stack([n, px, py], 1), update, stop_verdict(update, limits)
+
+
+def stop_limits(eps, n, device):
+    """OpenCV's stopping test is serial_sum(update) <= eps (float32) over n pixels. A serial float32 sum of n
+    terms >= 0 lies within gamma = (n - 1) u / (1 - (n - 1) u) (u = 2^-24) of the exact sum, so an exact sum at
+    most eps / (1 + gamma) passes it and one over eps / (1 - gamma) fails it, whatever the order of additions
+    -> those two limits, float64 [2] on `device` (gamma widened by 1e-9 for the float64 arithmetic)."""
+    gamma = (n - 1) * 2.0 ** -24 / (1 - (n - 1) * 2.0 ** -24) + 1e-9
+    return torch.tensor([float(eps) / (1 + gamma), float(eps) / (1 - gamma)], dtype=torch.float64, device=device)
+
+
+def stop_verdict(update, limits):
+    """Per pair of update [b, H, W], from its float64 sum: 1 it stops, 0 it goes on, 2 too close to eps to say
+    without OpenCV's serial float32 sum (see stop_limits) -> int8 [b]."""
+    total = update.sum((1, 2), dtype=torch.float64)
+    return torch.where(total <= limits[0], 1, torch.where(total > limits[1], 0, 2)).to(torch.int8)
 
 
 def serial_sum(x):
@@ -328,15 +383,11 @@ def serial_sum(x):
     return np.add.accumulate(flat, axis=1, dtype=np.float32)[:, -1]
 
 
-def stopped(update, total, eps):
-    """Per pair, OpenCV's stopping test serial_sum(update) <= eps (float32), bool numpy [b], given the float64 sum
-    `total` [b] of update [b, H, W]. A serial float32 sum of n terms >= 0 lies within gamma = (n - 1) u / (1 - (n -
-    1) u) (u = 2^-24) of the exact sum, so the test is decided from `total` wherever that band does not contain
-    eps, and the serial sum (on the host) is computed only for the pairs where it does."""
-    n = update[0].numel()
-    gamma = (n - 1) * 2.0 ** -24 / (1 - (n - 1) * 2.0 ** -24) + 1e-9      # + the float64 sum's own rounding
-    verdict = torch.where(total * (1 + gamma) <= float(eps), 1, torch.where(total * (1 - gamma) > float(eps), 0, 2))
-    verdict = verdict.cpu().numpy()                                        # 1: stop, 0: go on, 2: too close to say
+def stopped(update, verdict, eps):
+    """Per pair, OpenCV's stopping test serial_sum(update) <= eps -> bool numpy [b], given stop_verdict's
+    `verdict` [b] (one small copy from the device); the serial sum is computed on the host, and only for the
+    pairs whose verdict is 2."""
+    verdict = verdict.cpu().numpy()
     unsure = np.flatnonzero(verdict == 2)
     if len(unsure):
         verdict[unsure] = serial_sum(update[torch.from_numpy(unsure).to(update.device)]) <= eps
@@ -362,11 +413,12 @@ def _warp_iterations(state, warp, eps, steps):
     kernels(). Returns the new state."""
     _, step, median = steps
     out, active = torch.empty_like(state), torch.arange(len(state), device=state.device)
+    limits = stop_limits(eps, state.shape[-2] * state.shape[-1], state.device)
     for _ in range(OUTER):
         state[:, 0] = median(state[:, 0])
         for _ in range(INNER):
-            state, update, total = step(state, warp)
-            done = stopped(update, total, eps)
+            state, update, verdict = step(state, warp, limits)
+            done = stopped(update, verdict, eps)
             if done.any():
                 done = torch.from_numpy(done).to(state.device)
                 out[active[done]] = state[done]
@@ -395,9 +447,9 @@ def tvl1(first, second, device="cpu", grid=TAB, compiled=False):
     arrays or tensors (same type, shape) -> float32 displacements [B, H, W, 2] in pixels (x, y), computed on
     `device` (str or torch.device): a numpy array for numpy input, else a tensor on `device`. `grid`: the remap
     coordinate grid, 32 as OpenCV up to 4.x (which made the released feature sets), None for OpenCV 5.0's
-    exact coordinates (see remap_cubic). `compiled`: run the inner iteration and the median filter through
-    torch.compile (several times faster on a CPU; the fields agree with the eager ones to float32 rounding,
-    not bit for bit)."""
+    exact coordinates (see remap_cubic). `compiled`: run the warp, the inner iteration and the median filter
+    through torch.compile (about 3x faster on a CPU once compiled; the same fields as the eager ops, bit for bit
+    wherever compared: tests/test_tvl1.py)."""
     as_numpy = isinstance(first, np.ndarray)
     i0, i1 = _inputs(first, second, device)
     sizes, steps = pyramid_sizes(*i0.shape[-2:]), kernels(compiled)

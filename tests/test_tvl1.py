@@ -146,6 +146,19 @@ def test_median5_equals_cv2_median_blur_on_float32(size):
     assert np.array_equal(port.median5(torch.from_numpy(u)[None])[0].numpy(), cv2.medianBlur(u, 5))
 
 
+def test_median5_selects_the_median_of_every_0_1_window():
+    """The 0-1 principle: a comparator network that selects the median of every 0-1 input selects it of every
+    input. After the column sort the 0-1 windows are the 6^5 counts of ones per column; each is laid out in its
+    own 5x5 block (the ones of a column in random rows, so that the column sort is exercised too)."""
+    rng = np.random.default_rng(0)
+    counts = np.stack(np.meshgrid(*[np.arange(6)] * 5, indexing="ij"), -1).reshape(-1, 5)      # [7776, 5]
+    ranks = np.argsort(rng.random((len(counts), 5, 5)), axis=2)                       # random row order
+    blocks = (ranks < counts[:, :, None]).astype(np.float32).transpose(0, 2, 1)       # [k, row, column]
+    image = torch.from_numpy(np.ascontiguousarray(blocks.transpose(1, 0, 2).reshape(5, -1)))   # [5, 5k]
+    ours = port.median5(image[None])[0, 2, 2::5].numpy()
+    assert np.array_equal(ours, (counts.sum(1) >= 13).astype(np.float32))
+
+
 # ------------------------------------------------------------------------------------------ whole flow
 
 KINDS = ["translate", "rotate", "zoom", "occlusion"]
@@ -195,18 +208,21 @@ def test_batching_never_changes_a_pair():
 
 
 def test_stopping_test_decides_as_opencvs_serial_float32_sum():
-    """stopped() reads the float64 sum and falls back to the serial float32 sum only near eps: its verdict
-    equals serial_sum(update) <= eps at every eps, including the float32 neighbours of the serial sum."""
+    """stop_verdict reads a float64 sum and stopped() falls back to the serial float32 sum only near eps: the
+    outcome equals serial_sum(update) <= eps at every eps, including the float32 neighbours of the serial sum."""
     rng = np.random.default_rng(5)
     update = torch.from_numpy((rng.random((3, 61, 83)) ** 4 * 0.3).astype(np.float32))
-    total = update.sum((1, 2), dtype=torch.float64)
     serial = port.serial_sum(update)
-    assert not np.array_equal(serial, total.numpy().astype(np.float32))      # rounding differs: a real test
+    assert not np.array_equal(serial, update.sum((1, 2), dtype=torch.float64).numpy().astype(np.float32))
+    unsure = 0
     for i, s in enumerate(serial):
         for eps in (np.nextafter(s, np.float32(0)), s, np.nextafter(s, np.float32(np.inf)), s * np.float32(0.99),
                     s * np.float32(1.01), s * np.float32(0.5), s * np.float32(2)):
             eps = np.float32(eps)
-            assert port.stopped(update, total, eps)[i] == (s <= eps), (i, eps)
+            verdict = port.stop_verdict(update, port.stop_limits(eps, 61 * 83, "cpu"))
+            unsure += int(verdict[i] == 2)
+            assert port.stopped(update, verdict, eps)[i] == (s <= eps), (i, eps)
+    assert 9 <= unsure < 21                                 # the neighbours need the serial sum; 0.5x, 2x do not
 
 
 def test_compiled_kernels_give_the_eager_fields_bit_for_bit():
