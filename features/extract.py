@@ -57,6 +57,7 @@ class Options:
     fps: float = 25
     flow: str = "tvl1"
     flow_backend: str = "auto"
+    flow_compile: bool = True               # the port's kernels through torch.compile where they can be built
     raft_weights: str = None
     flow_quantize: bool = False
     workers: int = None                     # None: one per CPU
@@ -89,7 +90,11 @@ def add_arguments(parser):
                         help="tvl1 matches the released features; dis and raft are faster but do not")
     parser.add_argument("--flow-backend", choices=flowlib.BACKENDS, default="auto",
                         help="who computes TV-L1: opencv (CPU worker processes) or torch (the PyTorch port on "
-                             "--device); auto: torch on CUDA, opencv on a CPU (faster there)")
+                             "--device); auto: the folder's own backend when it continues one, else torch (on a "
+                             "CPU only where torch.compile can build it: op by op OpenCV is faster)")
+    parser.add_argument("--no-flow-compile", dest="flow_compile", action="store_false",
+                        help="run the PyTorch TV-L1 port op by op, without torch.compile (the same fields; about "
+                             "twice as slow on a CPU)")
     parser.add_argument("--raft-weights", default=None, help="torchvision raft_large state_dict (with --flow raft)")
     parser.add_argument("--flow-quantize", action="store_true",
                         help="round the clipped flow to 8 bits first, as JPEG flow-image pipelines did")
@@ -112,6 +117,7 @@ def options(args):
     """The Options of the flags of add_arguments plus --rgb-weights, --flow-weights and --device."""
     return Options(rgb_weights=args.rgb_weights, flow_weights=args.flow_weights, device=args.device,
                    fps=recorded_fps(args.fps), flow=args.flow, flow_backend=args.flow_backend,
+                   flow_compile=args.flow_compile,
                    raft_weights=args.raft_weights,
                    flow_quantize=args.flow_quantize, workers=args.workers, batch_size=args.batch_size,
                    allow_truncated=args.allow_truncated, checkpoint_every=args.checkpoint_every)
@@ -150,25 +156,42 @@ class Extractor:
     the flow workers stop; they are spawned processes, so a script using it needs the usual
     `if __name__ == "__main__":` guard."""
 
-    def __init__(self, options):
+    def __init__(self, options, recorded=None):
+        """`recorded`: the flow backend of the features already in the folder this will extract into (what
+        --flow-backend auto then takes)."""
         options.check()
         self.options = options
         self.device = resolve_device(options.device)
-        backend = flowlib.resolve_backend(options.flow_backend, options.flow, self.device)
+        backend = flowlib.resolve_backend(options.flow_backend, options.flow, self.device, recorded)
         workers = os.cpu_count() if options.workers is None else options.workers
         self.executor = start_workers(workers) if backend == "opencv" else None
         try:
             self.rgb_model = load_i3d(options.rgb_weights, "rgb", self.device)
             self.flow_model = load_i3d(options.flow_weights, "flow", self.device)
-            on_device = (flowlib.Raft(options.raft_weights, self.device, CROP, options.flow_quantize)
-                         if options.flow == "raft" else
-                         flowlib.TorchTVL1(self.device, CROP, options.flow_quantize) if backend == "torch" else None)
+            on_device = self._flow_on_device(backend)
             self.settings = make_settings(options, backend)
         except BaseException:
             stop_workers(self.executor)
             raise
         self.flows = FlowPool(options.flow, options.flow_quantize, self.executor, on_device)
         self.max_pending = options.batch_size + 2 * max(workers, 1)    # snippets whose flow is under way
+
+    def _flow_on_device(self, backend):
+        """The flow computed in this process on the device (RAFT or the TV-L1 port), or None (OpenCV's pool)."""
+        options = self.options
+        if options.flow == "raft":
+            return flowlib.Raft(options.raft_weights, self.device, CROP, options.flow_quantize)
+        if backend != "torch":
+            return None
+        compiled = options.flow_compile and flowlib.port_compiles(self.device)
+        if compiled:
+            print("note: the TV-L1 port's kernels are compiled (torch.compile) on the first frames: about a minute "
+                  "the first time on this machine", file=sys.stderr)
+        elif options.flow_compile:
+            missing = "Triton" if self.device.type == "cuda" else "C++ compiler"
+            print(f"note: torch.compile cannot build the TV-L1 port here (no {missing}): it runs op by op (the same "
+                  "fields, slower)", file=sys.stderr)
+        return flowlib.TorchTVL1(self.device, CROP, options.flow_quantize, compiled)
 
     def __enter__(self):
         return self
@@ -281,5 +304,10 @@ def extract(inputs, out_dir, options, shard=None, overwrite=False, progress=True
     options.check()
     videos = find_videos(inputs)
     shard = resolve_shard(shard)
-    with Extractor(options) as extractor:
+    recorded = Layout(out_dir).backend(options.flow)
+    if options.flow_backend == "auto" and recorded and recorded != flowlib.resolve_backend(
+            "auto", options.flow, resolve_device(options.device)):
+        print(f"note: {out_dir} holds features whose flow the {recorded} backend computed; --flow-backend auto "
+              "continues with it (a folder never mixes backends)", file=sys.stderr)
+    with Extractor(options, recorded) as extractor:
         return extractor.run(videos, out_dir, shard, overwrite, progress)

@@ -4,9 +4,10 @@ Methods:
 - "tvl1" (default, the kinetics-i3d / MediaPipe recipe): OpenCV's CPU Dual TV-L1 with its defaults
   (cv2.optflow.DualTVL1OpticalFlow_create()), on grayscale frames (cv2.COLOR_RGB2GRAY of the resized RGB).
   Two backends compute it: "opencv" (cv2 itself, in CPU worker processes) and "torch" (features/tvl1.py, the
-  same algorithm in PyTorch ops, all pairs of a snippet in one batch on the extraction device, following the
-  installed OpenCV's remap rule); "auto" takes the port on CUDA and OpenCV on a CPU, where scripts/bench.py
-  measured it faster (docs/optical_flow.md).
+  same algorithm in PyTorch ops on the extraction device, a snippet's pairs in one batch on a GPU, following
+  the installed OpenCV's remap rule, its kernels torch.compile'd where they can be). "auto" takes the port, on
+  a CPU only where torch.compile can build it (compiled, it is faster than OpenCV's process pool there; op by
+  op, slower: docs/optical_flow.md), and a feature folder's recorded backend when it continues one.
 - "dis": OpenCV's DIS (PRESET_MEDIUM) on the same grayscale frames; ~100x faster, NOT what the released
   feature sets used: for a quick look only.
 - "raft": torchvision's RAFT-Large with a user-supplied state_dict, on the RGB frames, on the extraction
@@ -36,6 +37,7 @@ METHODS = ("tvl1", "dis", "raft")
 BACKENDS = ("auto", "opencv", "torch")
 IMPLEMENTED = {"tvl1": ("opencv", "torch"), "dis": ("opencv",), "raft": ("torch",)}   # method -> backends
 CLIP = 20.0
+GPU_PAIRS = 64                    # frame pairs per batch of the TV-L1 port on a GPU (4 snippets)
 _engines = {}                     # per process: method -> OpenCV flow object (workers build theirs once)
 
 
@@ -72,13 +74,32 @@ def check_backend(backend, method):
         raise ValueError(f"--flow-backend {backend}: --flow {method} has only the {IMPLEMENTED[method][0]} backend")
 
 
-def resolve_backend(backend, method, device):
-    """The implementation that computes `method` on `device` ("opencv" or "torch"; see the module docstring);
-    ValueError as check_backend."""
+def resolve_backend(backend, method, device, recorded=None):
+    """The implementation that computes `method` on `device` ("opencv" or "torch"); ValueError as check_backend.
+    "auto": `recorded` (the backend a feature folder's features of this method were made with: a folder never
+    mixes backends) if given, else the PyTorch port for tvl1 on CUDA, and on a CPU where torch.compile can build
+    it (compiled, about twice as fast as OpenCV's process pool there: docs/optical_flow.md)."""
     check_backend(backend, method)
-    if backend == "auto":
-        return "torch" if method == "raft" or (method == "tvl1" and device.type == "cuda") else "opencv"
-    return backend
+    if backend != "auto":
+        return backend
+    if recorded in IMPLEMENTED[method]:
+        return recorded
+    if method == "tvl1":
+        return "torch" if device.type == "cuda" or port_compiles(device) else "opencv"
+    return IMPLEMENTED[method][0]
+
+
+def port_compiles(device):
+    """Whether torch.compile can build the TV-L1 port's kernels on `device`: Triton for CUDA, a C++ compiler
+    for a CPU (inductor's own search: $CXX, g++, clang++, ...)."""
+    try:
+        if device.type == "cuda":
+            from torch.utils._triton import has_triton
+            return has_triton()
+        from torch._inductor.cpp_builder import get_cpp_compiler
+        return bool(get_cpp_compiler())
+    except Exception:                # inductor's "no valid compiler" and any failure to import it alike
+        return False
 
 
 def opencv_remap_grid():
@@ -134,21 +155,35 @@ def worker_init():
 
 
 class TorchTVL1:
-    """TV-L1 by the PyTorch port (features/tvl1.py) on `device`, a snippet's frame pairs in one batch:
-    `self(frames)` maps uint8 RGB [N, H, W, 3] to float32 [N - 1, crop, crop, 2] like `fields`."""
+    """TV-L1 by the PyTorch port (features/tvl1.py) on `device`: `self(frames)` maps uint8 RGB [N, H, W, 3] to
+    float32 [N - 1, crop, crop, 2] like `fields`; `batch(clips)` does so for several snippets at once (on a GPU
+    all their pairs in one batch of up to GPU_PAIRS, `snippets` snippets; on a CPU one pair at a time, 10%
+    faster there per pair: batching never changes a field). `compiled`: its kernels through torch.compile (the
+    same fields bit for bit, tests/test_tvl1.py; built on the first call, about a minute on a CPU the first
+    time on a machine, seconds once inductor's cache holds them)."""
 
-    def __init__(self, device, crop=224, quantize=False):
-        self.device, self.crop, self.quantize, self.grid = device, crop, quantize, opencv_remap_grid()
+    def __init__(self, device, crop=224, quantize=False, compiled=True):
+        self.device, self.crop, self.quantize = torch.device(device), crop, quantize
+        self.grid, self.compiled = opencv_remap_grid(), compiled
+        self.snippets = GPU_PAIRS // 16 if self.device.type == "cuda" else 1
 
     def __call__(self, frames):
-        gray = grayscale(frames)                                          # [N, H, W] uint8
-        return finish(tvl1(gray[:-1], gray[1:], self.device, self.grid), self.crop, self.quantize)
+        return self.batch([frames])[0]
+
+    def batch(self, clips):
+        gray = [grayscale(frames) for frames in clips]                   # [N, H, W] uint8 each
+        first, second = np.concatenate([g[:-1] for g in gray]), np.concatenate([g[1:] for g in gray])
+        step = 1 if self.device.type == "cpu" else len(first)
+        flow = np.concatenate([tvl1(first[i:i + step], second[i:i + step], self.device, self.grid, self.compiled)
+                               for i in range(0, len(first), step)])
+        ends = np.cumsum([len(g) - 1 for g in gray])[:-1]
+        return [finish(f, self.crop, self.quantize) for f in np.split(flow, ends)]
 
 
 class Raft:
     """torchvision RAFT-Large on `device` with the state_dict file `weights` (e.g. torchvision's
     raft_large C_T_V2 weights saved with torch.save(model.state_dict())). `self(frames)` maps uint8 RGB
-    [N, H, W, 3] to float32 [N - 1, crop, crop, 2] like `fields`."""
+    [N, H, W, 3] to float32 [N - 1, crop, crop, 2] like `fields`; `batch(clips)` each of several."""
 
     def __init__(self, weights, device="cpu", crop=224, quantize=False):
         try:
@@ -167,6 +202,11 @@ class Raft:
         except Exception as err:
             raise ValueError(f"{weights}: not a torchvision raft_large state_dict ({str(err).splitlines()[0]})") from None
         self.model.eval().to(self.device)
+
+    snippets = 1                  # per batch(): one snippet's frames are RAFT's batch
+
+    def batch(self, clips):
+        return [self(frames) for frames in clips]
 
     def __call__(self, frames):
         with torch.inference_mode():

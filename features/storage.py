@@ -37,8 +37,9 @@ def with_backend(record):
 
 
 def difference(old, new, prefix=""):
-    """The first setting (dotted name) that differs between two comparable settings, as 'name: old vs new'."""
-    for key in sorted(set(old) | set(new)):
+    """The first setting (dotted name) that differs between two comparable settings, as 'name: old vs new'; a
+    method before what depends on it (the flow method before its backend and parameters)."""
+    for key in sorted(set(old) | set(new), key=lambda k: (k != "method", k)):
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             found = difference(a, b, f"{prefix}{key}.")
@@ -88,6 +89,14 @@ class Layout:
             if name.endswith(".json") and not name.startswith("."):
                 out[name[:-5]] = with_backend(read_json(os.path.join(folder, name)))
         return out
+
+    def backend(self, method):
+        """The backend that computed the flow of DIR's finished features of flow `method` (None: there are none)."""
+        for record in self.records().values():
+            flow = record.get("settings", {}).get("flow", {})
+            if flow.get("method") == method:
+                return flow.get("backend")
+        return None
 
     def save(self, vid, rgb, flow, record):
         """rgb.npy and flow.npy renamed into place together, then the record: the video counts as finished only

@@ -41,16 +41,19 @@ def stop_workers(executor, at_once=False):
 
 class FlowPool:
     """Optical flow of snippets: OpenCV on the worker pool `executor` (None: in this process), or `on_device`
-    (RAFT, or the PyTorch TV-L1: frames -> fields, in this process on the extraction device). submit(frames
-    [17 or 16, H, W, 3]) returns a handle; ready(handle) / result(handle) give the snippet's 16 fields, float32
-    [16, 224, 224, 2]."""
+    (RAFT, or the PyTorch TV-L1, in this process on the extraction device: its `batch(clips)` computes
+    `on_device.snippets` snippets at a time). submit(frames [17 or 16, H, W, 3]) returns a handle; ready(handle)
+    / result(handle) give the snippet's 16 fields, float32 [16, 224, 224, 2]."""
 
     def __init__(self, method, quantize, executor=None, on_device=None):
         self.method, self.quantize, self.executor, self.on_device = method, quantize, executor, on_device
+        self.group = None
 
     def submit(self, frames):
         if self.on_device is not None:
-            return [self.on_device(frames)]
+            if self.group is None or self.group.clips is None:                # none yet, or run (or failed)
+                self.group = DeviceGroup(self.on_device)
+            return [self.group.add(frames)]
         gray = flowlib.grayscale(frames)
         if self.executor is None:
             return [flowlib.fields(gray, self.method, CROP, self.quantize)]
@@ -64,6 +67,40 @@ class FlowPool:
     @staticmethod
     def result(handle):
         return flowlib.pair(np.concatenate([h if isinstance(h, np.ndarray) else h.result() for h in handle]), SNIPPET)
+
+
+class DeviceGroup:
+    """Snippets whose flow `on_device` computes in one batch() call: when `on_device.snippets` of them are
+    there, or when the result of one is asked for first. add(frames) returns a handle with done() / result()."""
+
+    def __init__(self, on_device):
+        self.on_device, self.clips, self.fields = on_device, [], None
+
+    def add(self, frames):
+        self.clips.append(frames)
+        handle = DeviceHandle(self, len(self.clips) - 1)
+        if len(self.clips) == self.on_device.snippets:
+            self.run()
+        return handle
+
+    def run(self):
+        if self.clips is not None:
+            clips, self.clips = self.clips, None            # closed, also if batch() fails: no snippet joins it
+            self.fields = self.on_device.batch(clips)
+
+
+class DeviceHandle:
+    """One snippet of a DeviceGroup, with the done() / result() of a future."""
+
+    def __init__(self, group, index):
+        self.group, self.index = group, index
+
+    def done(self):
+        return self.group.fields is not None
+
+    def result(self):
+        self.group.run()
+        return self.group.fields[self.index]
 
 
 class I3DBatches:

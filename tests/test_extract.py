@@ -16,7 +16,7 @@ import torch
 from features.__main__ import cli, main
 from features.extract import Interrupted, Options, extract, list_videos, resolve_shard
 from features.progress import Progress, is_terminal
-from features.storage import Layout, partial_key
+from features.storage import Layout, partial_key, plan
 from utils.device import resolve_device
 from features.i3d import load_i3d, sha256
 from features.video import Video, centre_crop, probe
@@ -104,8 +104,11 @@ def test_rerun_skips_settings_are_not_mixed_overwrite_merges(run1, rule_weights)
     with pytest.raises(ValueError, match=r"flow\.quantize"):
         extract([vids], out, Options(*rule_weights, flow="dis", flow_quantize=True, workers=0), progress=False)
     assert json.loads((out / "extraction.json").read_text())["settings"]["flow"]["backend"] == "opencv"
+    other_backend = json.loads((out / "extraction.json").read_text())["settings"]
+    other_backend["flow"]["backend"] = "torch"
     with pytest.raises(ValueError, match=r'flow\.backend: "opencv" in DIR vs "torch" now'):   # backends never mix
-        extract([vids], out, Options(*rule_weights, flow="tvl1", flow_backend="torch", workers=0), progress=False)
+        plan(Layout(out), other_backend, [("a", str(vids / "a.mp4"))], [("a", str(vids / "a.mp4"))], False)
+    assert Layout(out).backend("dis") == "opencv" and Layout(out).backend("tvl1") is None
     with pytest.raises(ValueError, match="--flow dis has only the opencv backend"):          # before any work
         Options(*rule_weights, flow="dis", flow_backend="torch").check()
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.npy")} == stamp
@@ -113,6 +116,24 @@ def test_rerun_skips_settings_are_not_mixed_overwrite_merges(run1, rule_weights)
     r = extract([vids / "s.mp4"], out, Options(*rule_weights, flow="dis", workers=0), overwrite=True, progress=False)
     assert r["done"] == ["s"]
     assert sorted(json.loads((out / "extraction.json").read_text())["videos"]) == ["a", "s"]   # a kept
+
+
+def test_auto_backend_continues_a_folder_with_the_backend_it_holds(run1, rule_weights, tmp_path, capsys):
+    """A folder of tvl1 features the OpenCV backend made (run1's records relabelled so): --flow-backend auto
+    takes opencv for it, so the settings check goes past the backend to the next difference (the parameters)."""
+    vids, out, _ = run1
+    copy = tmp_path / "out"
+    (copy / "meta").mkdir(parents=True)
+    for record in (out / "meta").glob("*.json"):
+        data = json.loads(record.read_text())
+        data["settings"]["flow"]["method"] = "tvl1"
+        (copy / "meta" / record.name).write_text(json.dumps(data))
+    assert Layout(copy).backend("tvl1") == "opencv"
+    with pytest.raises(ValueError, match=r"flow\.params"):
+        extract([vids], copy, Options(*rule_weights, flow="tvl1", workers=0), progress=False)
+    assert "auto continues with it" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r'flow\.backend: "opencv" in DIR vs "torch" now'):   # an explicit choice
+        extract([vids], copy, Options(*rule_weights, flow="tvl1", flow_backend="torch", workers=0), progress=False)
 
 
 def test_shards_cover_every_video_once(tmp_path, rule_weights, monkeypatch):

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from features import flow
+from features.streams import FlowPool
 from videos import moving_frames
 
 
@@ -73,11 +74,17 @@ def test_params_are_opencv_defaults():
         flow.params("farneback")
 
 
-def test_flow_backend_auto_is_the_port_on_cuda_and_opencv_on_a_cpu():
+def test_flow_backend_auto_is_the_port_where_it_compiles_or_the_folders_own(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert flow.resolve_backend("auto", "tvl1", cpu) == "opencv" and flow.resolve_backend("auto", "tvl1", cuda) == "torch"
+    assert flow.port_compiles(cpu)                                   # this machine has a C++ compiler
+    assert flow.resolve_backend("auto", "tvl1", cpu) == "torch" and flow.resolve_backend("auto", "tvl1", cuda) == "torch"
+    assert flow.resolve_backend("auto", "tvl1", cpu, recorded="opencv") == "opencv"     # continuing a folder
+    assert flow.resolve_backend("auto", "dis", cpu, recorded="torch") == "opencv"       # dis has no torch backend
     assert flow.resolve_backend("torch", "tvl1", cpu) == "torch" and flow.resolve_backend("opencv", "tvl1", cuda) == "opencv"
     assert flow.resolve_backend("auto", "dis", cuda) == "opencv" and flow.resolve_backend("auto", "raft", cpu) == "torch"
+    monkeypatch.setattr("torch._inductor.config.cpp.cxx", (None, "no-such-compiler"))    # as $CXX would set it
+    assert not flow.port_compiles(cpu) and flow.resolve_backend("auto", "tvl1", cpu) == "opencv"
+    assert flow.resolve_backend("auto", "tvl1", cuda) == "torch"                        # op by op on CUDA still
     with pytest.raises(ValueError, match="--flow dis has only the opencv backend"):
         flow.resolve_backend("torch", "dis", cpu)
     with pytest.raises(ValueError, match="--flow-backend gpu"):
@@ -91,7 +98,51 @@ def test_the_port_follows_the_installed_opencvs_remap_rule():
 
 def test_both_tvl1_backends_give_one_snippets_fields():
     frames = np.stack(moving_frames(17, w=96, h=72, dx=2, dy=1))                  # [17, 72, 96, 3]
-    ours = flow.TorchTVL1(torch.device("cpu"), crop=64)(frames)
+    ours = flow.TorchTVL1(torch.device("cpu"), crop=64, compiled=False)(frames)     # compiled: test_tvl1.py
     ref = flow.fields(flow.grayscale(frames), "tvl1", crop=64)
     assert ours.shape == ref.shape == (16, 64, 64, 2) and ours.dtype == np.float32
     assert np.linalg.norm(ours - ref) / np.linalg.norm(ref) < 0.01
+
+
+def test_on_device_flow_runs_groups_of_snippets_and_flushes_on_demand():
+    """FlowPool hands an on-device flow `snippets` snippets per batch() call (the port's GPU batch), computes a
+    partial group when one of its results is asked for, and every snippet gets its own fields."""
+    class Counting:
+        snippets, calls = 3, []
+
+        def batch(self, clips):
+            self.calls.append(len(clips))
+            return [np.full((16, 2, 2, 2), clip[0, 0, 0, 0], np.float32) for clip in clips]
+
+    pool = FlowPool("tvl1", False, on_device=Counting())
+    clips = [np.full((17, 4, 4, 3), i, np.uint8) for i in range(5)]
+    handles = [pool.submit(c) for c in clips]
+    assert Counting.calls == [3] and [pool.ready(h) for h in handles] == [True] * 3 + [False] * 2
+    assert [pool.result(h)[0, 0, 0, 0] for h in handles] == [0, 1, 2, 3, 4] and Counting.calls == [3, 2]
+
+
+def test_the_ports_batch_of_snippets_equals_one_snippet_at_a_time():
+    clips = [np.stack(moving_frames(n, w=40, h=32, dx=1 + i, dy=1)) for i, n in enumerate((17, 16))]
+    port = flow.TorchTVL1("cpu", crop=32, compiled=False)
+    together = port.batch(clips)
+    assert [f.shape for f in together] == [(16, 32, 32, 2), (15, 32, 32, 2)]
+    for fields, clip in zip(together, clips):
+        assert np.array_equal(fields, port(clip))
+
+
+def test_a_failed_device_batch_leaves_no_snippet_behind_for_the_next_video():
+    class FailsOnce:
+        snippets, seen = 2, []
+
+        def batch(self, clips):
+            self.seen.append([int(c[0, 0, 0, 0]) for c in clips])
+            if len(self.seen) == 1:
+                raise RuntimeError("CUDA out of memory")
+            return [np.zeros((16, 2, 2, 2), np.float32) for _ in clips]
+
+    pool = FlowPool("tvl1", False, on_device=FailsOnce())
+    first = pool.submit(np.full((17, 4, 4, 3), 1, np.uint8))
+    with pytest.raises(RuntimeError):
+        pool.result(first)                                   # the video fails here
+    pool.result(pool.submit(np.full((17, 4, 4, 3), 2, np.uint8)))
+    assert FailsOnce.seen == [[1], [2]]
