@@ -43,6 +43,7 @@ not saturated here.
 """
 import numpy as np
 import torch
+import torch.fx.experimental._config as fx_config
 import torch.nn.functional as F
 
 TAU, LAMBDA, THETA = 0.25, 0.15, 0.3
@@ -400,11 +401,26 @@ def kernels(compiled=False):
     if not compiled:
         return warp_constants, iteration, median5
     if not _COMPILED:
-        _COMPILED.extend(torch.compile(f, dynamic=True) for f in (warp_constants, iteration, median5))
+        _COMPILED.extend(_compile(f) for f in (warp_constants, iteration, median5))
     return tuple(_COMPILED)
 
 
 _COMPILED = []
+
+
+def _compile(f):
+    """torch.compile(f, dynamic=True), traced without duck sizing: otherwise sizes that happen to be equal when
+    it traces (a batch of 2 pairs and the 2 flow components, the rows and columns of a square frame) are taken
+    as equal for good, and every other batch or size compiles anew."""
+    compiled = torch.compile(f, dynamic=True)
+
+    def call(*args):
+        duck, fx_config.use_duck_shape = fx_config.use_duck_shape, False
+        try:
+            return compiled(*args)
+        finally:
+            fx_config.use_duck_shape = duck
+    return call
 
 
 def _warp_iterations(state, warp, eps, steps):
