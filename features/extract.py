@@ -91,9 +91,9 @@ def add_arguments(parser):
     parser.add_argument("--flow-backend", choices=flowlib.BACKENDS, default="auto",
                         help="who computes TV-L1: opencv (CPU worker processes) or torch (the PyTorch port on "
                              "--device); auto: the folder's own backend when it continues one, else torch (on a "
-                             "CPU only where torch.compile can build it: op by op OpenCV is faster)")
+                             "CPU only where torch.compile can build it: op by op it is no faster than OpenCV)")
     parser.add_argument("--no-flow-compile", dest="flow_compile", action="store_false",
-                        help="run the PyTorch TV-L1 port op by op, without torch.compile (the same fields; about "
+                        help="run the PyTorch TV-L1 port op by op, without torch.compile (the same fields; over "
                              "twice as slow on a CPU)")
     parser.add_argument("--raft-weights", default=None, help="torchvision raft_large state_dict (with --flow raft)")
     parser.add_argument("--flow-quantize", action="store_true",

@@ -78,7 +78,7 @@ def resolve_backend(backend, method, device, recorded=None):
     """The implementation that computes `method` on `device` ("opencv" or "torch"); ValueError as check_backend.
     "auto": `recorded` (the backend a feature folder's features of this method were made with: a folder never
     mixes backends) if given, else the PyTorch port for tvl1 on CUDA, and on a CPU where torch.compile can build
-    it (compiled, about twice as fast as OpenCV's process pool there: docs/optical_flow.md)."""
+    it (compiled, it is faster than OpenCV's process pool there: docs/optical_flow.md)."""
     check_backend(backend, method)
     if backend != "auto":
         return backend
@@ -157,8 +157,8 @@ def worker_init():
 class TorchTVL1:
     """TV-L1 by the PyTorch port (features/tvl1.py) on `device`: `self(frames)` maps uint8 RGB [N, H, W, 3] to
     float32 [N - 1, crop, crop, 2] like `fields`; `batch(clips)` does so for several snippets at once (on a GPU
-    all their pairs in one batch of up to GPU_PAIRS, `snippets` snippets; on a CPU one pair at a time, 10%
-    faster there per pair: batching never changes a field). `compiled`: its kernels through torch.compile (the
+    all their pairs in one batch of up to GPU_PAIRS, `snippets` snippets; on a CPU one pair at a time, faster
+    there per pair: batching never changes a field). `compiled`: its kernels through torch.compile (the
     same fields bit for bit, tests/test_tvl1.py; built on the first call, about a minute on a CPU the first
     time on a machine, seconds once inductor's cache holds them)."""
 
@@ -185,6 +185,8 @@ class Raft:
     raft_large C_T_V2 weights saved with torch.save(model.state_dict())). `self(frames)` maps uint8 RGB
     [N, H, W, 3] to float32 [N - 1, crop, crop, 2] like `fields`; `batch(clips)` each of several."""
 
+    snippets = 1                  # per batch(): one snippet's frames are RAFT's batch
+
     def __init__(self, weights, device="cpu", crop=224, quantize=False):
         try:
             from torchvision.models.optical_flow import raft_large
@@ -202,8 +204,6 @@ class Raft:
         except Exception as err:
             raise ValueError(f"{weights}: not a torchvision raft_large state_dict ({str(err).splitlines()[0]})") from None
         self.model.eval().to(self.device)
-
-    snippets = 1                  # per batch(): one snippet's frames are RAFT's batch
 
     def batch(self, clips):
         return [self(frames) for frames in clips]

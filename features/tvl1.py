@@ -36,10 +36,9 @@ Replicated, step by step (each is tested against OpenCV on its own in tests/test
 Known to differ, in the last bit: OpenCV 5.0's enlarging resize at some pixels and its remap at a few border
 pixels; torch.hypot (SLEEF on vector lanes) against glibc's hypotf in rare cases. (The compiled kernels,
 `compiled=True`, gave the eager ops' fields bit for bit wherever compared.) One pyramid level then agrees
-with OpenCV to 1e-7 relative L2, but
-the thresholding and median steps amplify such differences over 5 levels where the motion is discontinuous
-(see docs/optical_flow.md for the figures). Map coordinates beyond the 16-bit range OpenCV saturates to are
-not saturated here.
+with OpenCV to 1e-7 relative L2, but the thresholding and median steps amplify such differences over 5
+levels where the motion is discontinuous (see docs/optical_flow.md for the figures). Map coordinates beyond
+the 16-bit range OpenCV saturates to are not saturated here.
 """
 import numpy as np
 import torch
