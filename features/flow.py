@@ -26,6 +26,7 @@ motion of the last frame pair), since a zero field would claim a sudden stop.
 """
 import os
 import signal
+import sys
 
 import cv2
 import numpy as np
@@ -174,10 +175,23 @@ class TorchTVL1:
         gray = [grayscale(frames) for frames in clips]                   # [N, H, W] uint8 each
         first, second = np.concatenate([g[:-1] for g in gray]), np.concatenate([g[1:] for g in gray])
         step = 1 if self.device.type == "cpu" else len(first)
-        flow = np.concatenate([tvl1(first[i:i + step], second[i:i + step], self.device, self.grid, self.compiled)
-                               for i in range(0, len(first), step)])
+        flow = np.concatenate([self._fields(first[i:i + step], second[i:i + step]) for i in range(0, len(first), step)])
         ends = np.cumsum([len(g) - 1 for g in gray])[:-1]
         return [finish(f, self.crop, self.quantize) for f in np.split(flow, ends)]
+
+    def _fields(self, first, second):
+        """tvl1 of the pairs; where torch.compile fails (a broken compiler, say), op by op from then on (the same
+        fields), with a one-line note."""
+        try:
+            return tvl1(first, second, self.device, self.grid, self.compiled)
+        except torch._dynamo.exc.TorchDynamoException as err:
+            if not self.compiled:
+                raise
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+            print(f"note: torch.compile failed for the TV-L1 port ({reason}); it runs op by op from here (the same "
+                  "fields, slower)", file=sys.stderr)
+            self.compiled = False
+            return tvl1(first, second, self.device, self.grid, False)
 
 
 class Raft:
