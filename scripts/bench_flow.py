@@ -140,10 +140,11 @@ def bench_tvl1(first, second, device="cpu", repeats=2, compile_port=True):
     return res
 
 
-def cuda_rates(first, second, device, batches=CUDA_BATCHES):
-    """{batch: pairs per second} of the port on CUDA as the extractor runs it (torch.compile'd where Triton is
-    there), the pairs tiled to fill each batch (after a warm-up, which compiles)."""
-    compiled, rates = flowlib.port_compiles(torch.device(device)), {}
+def cuda_rates(first, second, device, batches=CUDA_BATCHES, compiled=None):
+    """{batch: pairs per second} of the port on `device`, compiled or not (None: as the extractor runs it,
+    torch.compile'd where it can be), the pairs tiled to fill each batch (after a warm-up, which compiles)."""
+    compiled = flowlib.port_compiles(torch.device(device)) if compiled is None else compiled
+    rates = {}
     for b in batches:
         reps = -(-b // len(first))
         f, s = np.concatenate([first] * reps)[:b], np.concatenate([second] * reps)[:b]

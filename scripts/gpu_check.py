@@ -39,6 +39,7 @@ from dataset import make_synthetic_dataset  # noqa: E402
 from features.flow import finish, opencv_remap_grid, port_compiles  # noqa: E402
 from features.i3d import load_i3d  # noqa: E402
 from features.tvl1 import tvl1  # noqa: E402
+from bench_flow import cuda_rates  # noqa: E402
 from utils.cli import run  # noqa: E402
 from utils.io import read_json, save_json  # noqa: E402
 
@@ -332,8 +333,8 @@ def tvl1_part(check, device, cfg):
     ref = finish(np.stack([engine.calc(a, b, None) for a, b in zip(first, second)]), crop)
     cpu_rate = n / (time.time() - start)
     compiled = port_compiles(device)
-    start = time.time()
     fields = {"eager": finish(np.asarray(tvl1(first, second, device=str(device), grid=grid)), crop)}
+    start = time.time()
     if compiled:
         fields["compiled"] = finish(np.asarray(tvl1(first, second, str(device), grid, compiled=True)), crop)
         check.row(part, "compiled vs op by op, max |field diff|", 0.0, float(np.abs(fields["compiled"] -
@@ -346,27 +347,16 @@ def tvl1_part(check, device, cfg):
                   TOLERANCES["flow_median"])
         check.row(part, f"relative L2 ({kind}), 95th percentile", 0.0, float(np.percentile(errors, 95)),
                   TOLERANCES["flow_p95"])
-    rates = {b: pairs_per_s(first, second, device, grid, b, compiled) for b in cfg["flow_batches"]}
-    eager_rate = pairs_per_s(first, second, device, grid, max(cfg["flow_batches"]), False) if compiled else None
+    rates = cuda_rates(first, second, str(device), cfg["flow_batches"], compiled)
+    eager_rate = cuda_rates(first, second, str(device), cfg["flow_batches"][-1:], False) if compiled else {}
     for batch, rate in rates.items():
         check.row(part, f"pairs/s {h}x{w}, batch {batch} (OpenCV: 1 core; goal 100)", cpu_rate, rate)
-    if compiled:
-        check.row(part, f"pairs/s op by op, batch {max(rates)}", cpu_rate, eager_rate)
+    for batch, rate in eager_rate.items():
+        check.row(part, f"pairs/s op by op, batch {batch}", cpu_rate, rate)
     return {"relative_l2": rel["compiled" if compiled else "eager"], "relative_l2_eager": rel["eager"],
-            "remap_grid": grid, "compiled": compiled, "first_calls_s": compile_s,
+            "remap_grid": grid, "compiled": compiled, "compiled_first_call_s": compile_s,
             "opencv_cpu_pairs_per_s": cpu_rate, "port_pairs_per_s": {str(b): r for b, r in rates.items()},
-            "port_eager_pairs_per_s": eager_rate, "size": [h, w], "crop": crop}
-
-
-def pairs_per_s(first, second, device, grid, batch, compiled):
-    """The port's pairs per second on a batch of `batch` pairs (the pairs repeated to fill it)."""
-    reps = -(-batch // len(first))
-    a, b = np.concatenate([first] * reps)[:batch], np.concatenate([second] * reps)[:batch]
-    start = time.time()
-    tvl1(a, b, str(device), grid, compiled)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return batch / (time.time() - start)
+            "port_eager_pairs_per_s": {str(b): r for b, r in eager_rate.items()}, "size": [h, w], "crop": crop}
 
 
 def guarded(check, part, fn, *args):
