@@ -99,7 +99,8 @@ def add_arguments(parser):
     parser.add_argument("--flow-quantize", action="store_true",
                         help="round the clipped flow to 8 bits first, as JPEG flow-image pipelines did")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="optical-flow processes (0: in this one)")
-    parser.add_argument("--batch-size", type=int, default=8, help="snippets per I3D forward")
+    parser.add_argument("--batch-size", type=int, default=8,
+                        help="snippets per I3D forward, and per batch of the TV-L1 port on a GPU (16 pairs each)")
     parser.add_argument("--allow-truncated", action="store_true",
                         help="keep the frames of a video that ends before its header says (a damaged or partly "
                              "copied file) instead of failing it; its record then holds the decoded duration")
@@ -191,7 +192,7 @@ class Extractor:
             missing = "Triton" if self.device.type == "cuda" else "C++ compiler"
             print(f"note: torch.compile cannot build the TV-L1 port here (no {missing}): it runs op by op (the same "
                   "fields, slower)", file=sys.stderr)
-        return flowlib.TorchTVL1(self.device, CROP, options.flow_quantize, compiled)
+        return flowlib.TorchTVL1(self.device, CROP, options.flow_quantize, compiled, options.batch_size)
 
     def __enter__(self):
         return self

@@ -38,7 +38,6 @@ METHODS = ("tvl1", "dis", "raft")
 BACKENDS = ("auto", "opencv", "torch")
 IMPLEMENTED = {"tvl1": ("opencv", "torch"), "dis": ("opencv",), "raft": ("torch",)}   # method -> backends
 CLIP = 20.0
-GPU_PAIRS = 64                    # frame pairs per batch of the TV-L1 port on a GPU (4 snippets)
 _engines = {}                     # per process: method -> OpenCV flow object (workers build theirs once)
 
 
@@ -158,15 +157,15 @@ def worker_init():
 class TorchTVL1:
     """TV-L1 by the PyTorch port (features/tvl1.py) on `device`: `self(frames)` maps uint8 RGB [N, H, W, 3] to
     float32 [N - 1, crop, crop, 2] like `fields`; `batch(clips)` does so for several snippets at once (on a GPU
-    all their pairs in one batch of up to GPU_PAIRS, `snippets` snippets; on a CPU one pair at a time, faster
-    there per pair: batching never changes a field). `compiled`: its kernels through torch.compile (the
+    all their pairs in one batch, up to `snippets` snippets: the extractor's --batch-size; on a CPU one pair at
+    a time, faster there per pair: batching never changes a field). `compiled`: its kernels through torch.compile (the
     same fields bit for bit, tests/test_tvl1.py; built on the first call, about a minute on a CPU the first
     time on a machine, seconds once inductor's cache holds them)."""
 
-    def __init__(self, device, crop=224, quantize=False, compiled=True):
+    def __init__(self, device, crop=224, quantize=False, compiled=True, snippets=1):
         self.device, self.crop, self.quantize = torch.device(device), crop, quantize
         self.grid, self.compiled = opencv_remap_grid(), compiled
-        self.snippets = GPU_PAIRS // 16 if self.device.type == "cuda" else 1
+        self.snippets = snippets if self.device.type == "cuda" else 1
 
     def __call__(self, frames):
         return self.batch([frames])[0]

@@ -108,7 +108,7 @@ def all_cores_flow_rows(device, pairs=FLOW_PAIRS):
     if "flow_pairs_per_s_cuda" in res:
         keys["flow_pairs_per_s_cuda"] = res["flow_pairs_per_s_cuda"]
         rows += [(f"flow TV-L1 port CUDA (B{b})", 1 / rate, opencv_s, f"{rate:.0f} pairs/s, 256x341, vs the OpenCV pool")
-                 for b, rate in res["flow_pairs_per_s_cuda"].items()]
+                 for b, rate in res["flow_pairs_per_s_cuda"].items() if rate]          # None: out of memory
     return rows, keys
 
 

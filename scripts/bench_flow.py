@@ -27,7 +27,7 @@ import _repo  # noqa: E402,F401  (the repository root on sys.path)
 from features import flow as flowlib  # noqa: E402
 from features import tvl1 as port  # noqa: E402
 
-CUDA_BATCHES = (8, 16, 32, 64)
+CUDA_BATCHES = (8, 16, 32, 64, 128, 256)
 
 
 def _layers(rng, h, w, sigmas=(1.0, 3.0, 9.0)):
@@ -149,7 +149,12 @@ def cuda_rates(first, second, device, batches=CUDA_BATCHES, compiled=None):
         reps = -(-b // len(first))
         f, s = np.concatenate([first] * reps)[:b], np.concatenate([second] * reps)[:b]
         port_time(f[:2], s[:2], device, batch=2, compiled=compiled)
-        rates[b] = 1.0 / port_time(f, s, device, batch=b, compiled=compiled)[0]
+        try:
+            rates[b] = 1.0 / port_time(f, s, device, batch=b, compiled=compiled)[0]
+        except torch.cuda.OutOfMemoryError:                  # the largest batches need a large GPU
+            rates[b] = None
+            torch.cuda.empty_cache()
+            break
     return rates
 
 

@@ -48,7 +48,7 @@ ROOT = _repo.ROOT
 SIZES = {
     "full": dict(train_videos=60, test_videos=30, length=(80, 200), T=100, steps=300, eval_every=150,
                  i3d_cpu_batch=2, i3d_batch=16, i3d_repeats=3, warmup=1,
-                 flow_pairs=8, flow_hw=(256, 341), flow_crop=224, flow_batches=(8, 16, 32, 64)),
+                 flow_pairs=8, flow_hw=(256, 341), flow_crop=224, flow_batches=(8, 16, 32, 64, 128, 256)),
     "tiny": dict(train_videos=8, test_videos=4, length=(40, 60), T=40, steps=6, eval_every=3,
                  i3d_cpu_batch=1, i3d_batch=1, i3d_repeats=1, warmup=0,
                  flow_pairs=2, flow_hw=(128, 171), flow_crop=112, flow_batches=(2,)),
