@@ -4,10 +4,11 @@ Methods:
 - "tvl1" (default, the kinetics-i3d / MediaPipe recipe): OpenCV's CPU Dual TV-L1 with its defaults
   (cv2.optflow.DualTVL1OpticalFlow_create()), on grayscale frames (cv2.COLOR_RGB2GRAY of the resized RGB).
   Two backends compute it: "opencv" (cv2 itself, in CPU worker processes) and "torch" (features/tvl1.py, the
-  same algorithm in PyTorch ops on the extraction device, a snippet's pairs in one batch on a GPU, following
-  the installed OpenCV's remap rule, its kernels torch.compile'd where they can be). "auto" takes the port, on
-  a CPU only where torch.compile can build it (compiled, it is faster than OpenCV's process pool there; op by
-  op, slower: docs/optical_flow.md), and a feature folder's recorded backend when it continues one.
+  same algorithm in PyTorch ops on the extraction device, several snippets' pairs in one batch on a GPU,
+  following the installed OpenCV's remap rule, its kernels torch.compile'd where they can be). "auto" takes
+  the port, on a CPU only where torch.compile can build it (compiled, it is faster than OpenCV's process pool
+  there; op by op, no faster: docs/optical_flow.md), and a feature folder's recorded backend when it
+  continues one.
 - "dis": OpenCV's DIS (PRESET_MEDIUM) on the same grayscale frames; ~100x faster, NOT what the released
   feature sets used: for a quick look only.
 - "raft": torchvision's RAFT-Large with a user-supplied state_dict, on the RGB frames, on the extraction
