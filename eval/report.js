@@ -1,7 +1,24 @@
 "use strict";
 // report.html's script (eval/report.py inlines it): reads the JSON of #report-data and draws the page.
 (function () {
+  const TYPED = {Uint8Array, Uint16Array, Uint32Array, Int8Array, Float32Array};
+
+  function base64Bytes(text) {
+    if (Uint8Array.fromBase64) return Uint8Array.fromBase64(text);
+    const binary = atob(text), bytes = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    return bytes;
+  }
+
+  // a column of the data: a JSON array, or {type, data} for a typed array in base64 (eval/report.py's packed)
+  function column(x) {
+    if (x === null || Array.isArray(x)) return x;
+    const bytes = base64Bytes(x.data), Type = TYPED[x.type];
+    return new Type(bytes.buffer, bytes.byteOffset, bytes.byteLength / Type.BYTES_PER_ELEMENT);
+  }
+
   const D = JSON.parse(document.getElementById("report-data").textContent);
+  for (const key of ["label", "start", "end", "code"]) D.det[key] = column(D.det[key]);
   const SVGNS = "http://www.w3.org/2000/svg";
   const COLOURS = {true_positive: "#2ca02c", double_detection: "#9467bd", wrong_label: "#d62728",
     localization: "#ff7f0e", confusion: "#e377c2", background: "#7f7f7f", unscored: "#1f77b4"};
@@ -50,7 +67,13 @@
     D.gt.video.forEach((v, k) => { gtHas[v * C + D.gt.label[k]] = 1; });
     const groupAp = new Map();
     if (D.groups) D.groups.video.forEach((v, g) => groupAp.set(v * C + D.groups.label[g], D.groups.ap[g]));
-    return {gtOf, detCount, gtHas, groupAp};
+    const ignoredOf = new Map();
+    D.ignored.video.forEach((v, k) => {
+      if (!ignoredOf.has(v)) ignoredOf.set(v, []);
+      ignoredOf.get(v).push(k);
+    });
+    const byId = new Map(D.videos.id.map((id, v) => [id, v]));
+    return {gtOf, detCount, gtHas, groupAp, ignoredOf, byId};
   }
   const IX = buildIndex();
 
@@ -172,6 +195,12 @@
 
   // -------------------------------------------------------------------------------- videos table
 
+  // The table draws a window of at most WINDOW rows of its order (every row up to WINDOW videos), moved when a
+  // scroll comes within EDGE rows of its ends; the table's top margin and a spacer under it stand for the rows
+  // outside, so that the scroll bar is the whole table's.
+  const WINDOW = 300, EDGE = 60;
+  const view = {keys: [], rows: [], first: 0, last: 0, rowHeight: 0};
+
   function cellValue(key, v) {
     const c = state.cls;
     if (key === "id") return D.videos.id[v];
@@ -189,8 +218,10 @@
     let rows = Array.from({length: V}, (_, v) => v);
     if (c >= 0) rows = rows.filter((v) => IX.gtHas[v * C + c] || IX.detCount[v * C + c] > 0);
     if (key) {
+      const value = new Array(V);
+      for (const v of rows) value[v] = cellValue(key, v);
       rows.sort((a, b) => {
-        const x = cellValue(key, a), y = cellValue(key, b);
+        const x = value[a], y = value[b];
         if (x === null || y === null) return x === y ? a - b : (x === null ? 1 : -1);  // empty cells last
         return x < y ? -dir : x > y ? dir : a - b;
       });
@@ -202,30 +233,63 @@
     return String(text).replace(/[&<>"]/g, (ch) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[ch]));
   }
 
+  function cellText(key, v) {
+    const x = cellValue(key, v);
+    return key === "ap" ? pct(x) : key === "duration" ? x.toFixed(1) : x === null ? "\u2013" : x;
+  }
+
+  function rowHtml(v) {
+    const cells = view.keys.map((key) => `<td>${escapeHtml(cellText(key, v))}</td>`);
+    return `<tr data-v="${v}"${v === state.video ? ' class="selected"' : ""}>${cells.join("")}</tr>`;
+  }
+
+  function drawWindow(force) {
+    const box = document.getElementById("video-box"), n = view.rows.length, h = view.rowHeight;
+    let first = 0;
+    if (n > WINDOW && h > 0) {
+      const top = Math.floor(box.scrollTop / h), seen = Math.ceil(box.clientHeight / h);
+      if (!force && Math.max(0, top - EDGE) >= view.first && Math.min(n, top + seen + EDGE) <= view.last) return;
+      first = Math.min(Math.max(0, top - Math.floor((WINDOW - seen) / 2)), n - WINDOW);
+    }
+    const last = Math.min(n, first + WINDOW), body = document.querySelector("#video-table tbody");
+    body.innerHTML = view.rows.slice(first, last).map(rowHtml).join("");
+    if (!h && last > first) {  // every row is one line high: measured once
+      view.rowHeight = (body.lastChild.getBoundingClientRect().bottom - body.firstChild.getBoundingClientRect().top) /
+        (last - first);
+    }
+    Object.assign(view, {first, last});
+    document.getElementById("video-table").style.marginTop = `${first * view.rowHeight}px`;
+    document.getElementById("video-after").style.height = `${(n - last) * view.rowHeight}px`;
+  }
+
   function renderRows() {
-    const keys = D.metrics ? ["id", "duration", "n_det", "ap", "worst"] : ["id", "duration", "n_det"];
-    const rows = visibleRows();
-    const html = rows.map((v) => {
-      const cells = keys.map((key) => {
-        const x = cellValue(key, v);
-        const text = key === "ap" ? pct(x) : key === "duration" ? x.toFixed(1) : x === null ? "\u2013" : x;
-        return `<td>${escapeHtml(text)}</td>`;
-      });
-      return `<tr data-v="${v}"${v === state.video ? ' class="selected"' : ""}>${cells.join("")}</tr>`;
-    });
-    document.querySelector("#video-table tbody").innerHTML = html.join("");
-    document.getElementById("row-count").textContent = ` ${rows.length} of ${V} videos`;
+    view.rows = visibleRows();
+    drawWindow(true);
+    document.getElementById("row-count").textContent = ` ${view.rows.length} of ${V} videos`;
     document.querySelectorAll("#video-table th").forEach((th) => {
       th.classList.toggle("sorted-asc", th.dataset.key === state.sortKey && state.sortDir > 0);
       th.classList.toggle("sorted-desc", th.dataset.key === state.sortKey && state.sortDir < 0);
     });
-    return rows;
+    return view.rows;
+  }
+
+  function scrollToRow(v) {  // the row of video v in the middle of the table's box, if the order has it
+    const at = view.rows.indexOf(v), box = document.getElementById("video-box");
+    if (at < 0 || !view.rowHeight) return;
+    box.scrollTop = Math.max(0, (at + 0.5) * view.rowHeight - box.clientHeight / 2);
+    drawWindow(false);
   }
 
   function sortBy(key) {
     state.sortDir = state.sortKey === key ? -state.sortDir : 1;
     state.sortKey = key;
     renderRows();
+  }
+
+  function widest(key) {  // characters of the longest text of a column (its width stays as the window moves)
+    let most = 0;
+    for (let v = 0; v < V; v++) most = Math.max(most, String(cellText(key, v)).length);
+    return most;
   }
 
   function videoSection() {
@@ -242,9 +306,11 @@
       "to sort, a row to show the video." : "Click a header to sort, a row to show the video."));
     const columns = [["id", "video"], ["duration", "length (s)"], ["n_det", "detections"]];
     if (D.metrics) columns.push(["ap", `AP@${D.video_tiou} (%)`], ["worst", "worst error"]);
+    view.keys = columns.map(([key]) => key);
     const head = el("tr");
     columns.forEach(([key, label]) => {
       const th = el("th", {"data-key": key}, label);
+      if (key === "id" || key === "worst") th.style.minWidth = `${widest(key)}ch`;
       th.addEventListener("click", () => sortBy(key));
       head.append(th);
     });
@@ -253,10 +319,11 @@
     tbl.firstChild.append(head);
     tbl.lastChild.addEventListener("click", (event) => {
       const row = event.target.closest("tr");
-      if (row) selectVideo(Number(row.dataset.v));
+      if (row) openVideo(Number(row.dataset.v));
     });
-    const box = el("div", {class: "scroll"});
-    box.append(tbl);
+    const box = el("div", {class: "scroll", id: "video-box"});
+    box.append(tbl, el("div", {id: "video-after"}));
+    box.addEventListener("scroll", () => drawWindow(false));
     node.append(box);
     return renderRows();
   }
@@ -318,6 +385,25 @@
     }
   }
 
+  function drawIgnoredRow(s, v, l, y, x) {  // the video's spans of one label that is not scored ("Ambiguous")
+    s.append(svgEl("rect", {x: x(0), y: y + 1, width: x(Infinity) - x(0), height: ROW - 2, fill: "#f5f5f5"}));
+    s.append(svgEl("text", {x: 4, y: y + ROW / 2 + 4}, `${D.ignored.names[l]} (not scored)`.slice(0, 32)));
+    for (const k of IX.ignoredOf.get(v)) {
+      if (D.ignored.label[k] !== l) continue;
+      const x0 = x(D.ignored.start[k]);
+      s.append(svgEl("rect", {class: "ignored", x: x0, y: y + 3, width: Math.max(1, x(D.ignored.end[k]) - x0),
+        height: ROW - 6, "data-k": k}));
+    }
+  }
+
+  function hatch() {  // the fill of the spans that are not scored
+    const defs = svgEl("defs"), pattern = svgEl("pattern", {id: "hatch", width: 6, height: 6,
+      patternUnits: "userSpaceOnUse", patternTransform: "rotate(45)"});
+    pattern.append(svgEl("rect", {width: 2, height: 6, fill: "#8c8c8c"}));
+    defs.append(pattern);
+    return defs;
+  }
+
   function drawCurve(s, curve, y, x) {
     s.append(svgEl("rect", {x: x(0), y, width: x(Infinity) - x(0), height: CURVE, fill: "#fafafa", stroke: "#e4e4e4"}));
     s.append(svgEl("text", {x: 4, y: y + 14}, curve.name.slice(0, 36)));
@@ -336,8 +422,9 @@
     const x = (t) => LEFT + (W - LEFT - RIGHT) * Math.min(Math.max(t / dur, 0), 1);
     const classes = [];
     for (let c = 0; c < C; c++) if (IX.gtHas[v * C + c] || IX.detCount[v * C + c]) classes.push(c);
+    const ignored = [...new Set((IX.ignoredOf.get(v) || []).map((k) => D.ignored.label[k]))].sort((a, b) => a - b);
     const curves = decodeCurves(v);
-    const axisY = classes.length * ROW;
+    const axisY = (ignored.length + classes.length) * ROW;
     const height = axisY + AXIS + curves.length * (CURVE + CURVE_GAP);
     const s = svgEl("svg", {id: "timeline", width: W, height});
     let lo = Infinity, hi = -Infinity;
@@ -345,7 +432,9 @@
       lo = Math.min(lo, D.det.score[i]);
       hi = Math.max(hi, D.det.score[i]);
     }
-    classes.forEach((c, j) => drawRow(s, v, c, j * ROW, x, [lo, hi]));
+    if (ignored.length) s.append(hatch());
+    ignored.forEach((l, j) => drawIgnoredRow(s, v, l, j * ROW, x));
+    classes.forEach((c, j) => drawRow(s, v, c, (ignored.length + j) * ROW, x, [lo, hi]));
     drawAxis(s, axisY, dur, x);
     curves.forEach((curve, j) => drawCurve(s, curve, axisY + AXIS + j * (CURVE + CURVE_GAP), x));
     s.append(svgEl("line", {class: "playhead", id: "playhead", x1: -10, x2: -10, y1: 0, y2: height}));
@@ -423,6 +512,10 @@
     else if (target.classList.contains("gt")) {
       const k = Number(target.dataset.k);
       showTip(event, `ground truth ${D.classes[D.gt.label[k]]}\nstart ${sec(D.gt.start[k])} s, end ${sec(D.gt.end[k])} s`);
+    } else if (target.classList.contains("ignored")) {
+      const k = Number(target.dataset.k);
+      showTip(event, `${D.ignored.names[D.ignored.label[k]]} (not scored by the evaluation)\nstart ` +
+        `${sec(D.ignored.start[k])} s, end ${sec(D.ignored.end[k])} s`);
     } else document.getElementById("tip").style.display = "none";
   }
 
@@ -437,10 +530,12 @@
 
   function videoView() {
     const node = section("video", "Video");
+    node.append(el("p", {id: "hash-note", class: "warn", hidden: ""}));
     node.append(el("p", {id: "video-title", class: "note"}, "Click a video in the table."), el("div", {id: "player"}));
     node.append(legend(D.metrics ? ["true_positive", ...D.fp_types, "unscored"] : ["unscored"]));
     node.append(el("p", {class: "note"}, "Grey bars: ground truth; coloured bars: detections, opacity by score" +
       (D.metrics ? `, colour by what they are at tIoU ${D.video_tiou}` : "") +
+      (D.ignored.video.length ? `; hatched: ${D.ignored.names.join(", ")} spans of the ground truth, not scored` : "") +
       ". Hover for details; click a detection (or the timeline) to seek."));
     const box = el("div", {id: "timeline-box"});
     box.addEventListener("mousemove", onTimelineMove);
@@ -464,6 +559,35 @@
     drawTimeline(v);
   }
 
+  function openVideo(v) {  // a video opened by a click: its link (report.html#VIDEO_ID) becomes the page's URL
+    selectVideo(v);
+    const hash = `#${encodeURIComponent(D.videos.id[v])}`;
+    if (location.hash === hash) return;
+    try {
+      history.replaceState(null, "", hash);
+    } catch (err) {  // a browser that keeps file: pages from rewriting their URL: a fragment navigation
+      location.replace(hash);
+    }
+  }
+
+  function followHash() {  // open the video the URL's hash names; its index, -1 without a hash, null if unknown
+    if (location.hash.length <= 1) return -1;
+    let id = location.hash.slice(1);
+    try {
+      id = decodeURIComponent(id);
+    } catch (err) { /* not percent-encoded: the id as written */ }
+    const v = IX.byId.has(id) ? IX.byId.get(id) : null;
+    const note = document.getElementById("hash-note");
+    note.hidden = v !== null;
+    note.textContent = v === null ? `This report has no video "${id}" (the address's #${id}).` : "";
+    if (v !== null && v !== state.video) {
+      selectVideo(v);
+      scrollToRow(v);
+      document.getElementById("video").scrollIntoView();
+    }
+    return v;
+  }
+
   function main() {
     document.body.append(summary());
     const overview = section("overview", "Overview");
@@ -476,10 +600,14 @@
     settings(overview);
     const rows = videoSection();
     videoView();
-    if (rows.length) selectVideo(rows[0]);
+    const linked = followHash();
+    if ((linked === -1 || linked === null) && rows.length) selectVideo(rows[0]);
+    window.addEventListener("hashchange", followHash);
     window.reportReadyMs = performance.now();  // since navigation start: the page's load time
     window.reportReady = true;
     document.body.setAttribute("data-ready", "1");
+    // since navigation start: the first frame drawn after the script (the page as first shown)
+    requestAnimationFrame(() => setTimeout(() => { window.reportShownMs = performance.now(); }, 0));
   }
 
   main();

@@ -45,6 +45,7 @@ from utils.cli import run as run_cli
 from utils.io import save_text, write_atomic
 
 from .detection import (
+    IGNORED_LABELS,
     THUMOS_TIOU,
     GroundTruth,
     _average_precision,
@@ -64,6 +65,8 @@ from .fp_analysis import FP_TYPES, _breakdown, prediction_codes
 VIDEO_TIOU = 0.5  # tIoU of the per-video AP and of the false-positive types
 CURVES_FILE = "curves.npz"
 ASSETS = os.path.dirname(os.path.abspath(__file__))
+TYPED_ARRAYS = {"uint8": "Uint8Array", "uint16": "Uint16Array", "uint32": "Uint32Array", "int8": "Int8Array",
+                "float32": "Float32Array"}
 
 
 @dataclass(frozen=True)
@@ -280,6 +283,19 @@ def _video_rows(videos: list, truth: tuple | None, run: RunInfo, last_end: np.nd
     }
 
 
+def _ignored_columns(truth: tuple | None, video_index: dict) -> dict:
+    """The subset's segments of IGNORED_LABELS (THUMOS14's "Ambiguous"; not scored) as page columns: names (the
+    labels that occur, sorted), video (page index), label (index into names), start, end; in gt.json order."""
+    rows = []
+    if truth is not None:
+        database = truth[0]["database"]
+        rows = [(video_index[vid], a["label"], *map(float, a["segment"])) for vid in truth[1].video_ids
+                for a in database[vid]["annotations"] if a["label"] in IGNORED_LABELS]
+    names = sorted({row[1] for row in rows})
+    return {"names": names, "video": [r[0] for r in rows], "label": [names.index(r[1]) for r in rows],
+            "start": [r[2] for r in rows], "end": [r[3] for r in rows]}
+
+
 def _ground_truth_columns(gt: GroundTruth | None, video_index: dict, class_index: dict) -> dict:
     """Ground-truth instances as page columns: video, label (page indices), start, end."""
     if gt is None:
@@ -322,6 +338,7 @@ def _page_data(flat: _Flat, truth: tuple | None, thresholds: np.ndarray, run: Ru
         "settings": run.settings, "classes": classes, "fp_types": list(FP_TYPES), "video_tiou": VIDEO_TIOU,
         "metrics": scored["metrics"] if scored else None, "fp": scored["fp"] if scored else None,
         "groups": scored["groups"] if scored else None, "videos": rows, "gt": gt_columns,
+        "ignored": _ignored_columns(truth, video_index),
         "det": {"offset": offset.tolist(), "label": label[order].tolist(), "score": flat.score[order].tolist(),
                 "start": flat.segment[order, 0].tolist(), "end": flat.segment[order, 1].tolist(),
                 "code": scored["codes"][order].tolist() if scored else None},
@@ -332,13 +349,40 @@ def _page_data(flat: _Flat, truth: tuple | None, thresholds: np.ndarray, run: Ru
 # ------------------------------------------------------------------------------------------------ the page
 
 
+def _typed(values, dtype: str) -> dict:
+    """A column the page reads as a JavaScript typed array (report.js's column()): {"type": its name, "data":
+    base64 of the little-endian values}."""
+    array = np.asarray(values, dtype=np.dtype(dtype).newbyteorder("<"))
+    return {"type": TYPED_ARRAYS[dtype], "data": base64.b64encode(array.tobytes()).decode("ascii")}
+
+
+def _float32_numbers(values) -> list:
+    """Floats rounded to float32, as the shortest decimals that give them back (JSON numbers half as long)."""
+    return [float(text) for text in np.asarray(values, dtype=np.float32).astype(str).tolist()]
+
+
+def packed(data: dict) -> dict:
+    """The form of report_data's dict embedded in the page: the detections' label, start, end and code as typed
+    arrays (labels in the smallest unsigned type that holds them, times in float32, codes in int8), their scores
+    and the curves' ranges as JSON numbers at float32 precision; everything else as it is."""
+    det = data["det"]
+    n_classes = len(data["classes"])
+    label_type = "uint8" if n_classes <= 1 << 8 else "uint16" if n_classes <= 1 << 16 else "uint32"
+    packed_det = {"offset": det["offset"], "label": _typed(det["label"], label_type),
+                  "score": _float32_numbers(det["score"]), "start": _typed(det["start"], "float32"),
+                  "end": _typed(det["end"], "float32"), "code": None if det["code"] is None else _typed(det["code"], "int8")}
+    curves = {v: {**entry, "lo": _float32_numbers(entry["lo"]), "hi": _float32_numbers(entry["hi"])}
+              for v, entry in data["curves"].items()}
+    return {**data, "det": packed_det, "curves": curves}
+
+
 def render_html(data: dict, title: str) -> str:
-    """The self-contained page: data (JSON, '<' escaped), report.css and report.js inline."""
+    """The self-contained page: data (packed, JSON, '<' escaped), report.css and report.js inline."""
     with open(os.path.join(ASSETS, "report.css"), encoding="utf-8") as file:
         css = file.read()
     with open(os.path.join(ASSETS, "report.js"), encoding="utf-8") as file:
         script = file.read()
-    payload = json.dumps(data, separators=(",", ":"), allow_nan=False, default=str).replace("<", "\\u003c")
+    payload = json.dumps(packed(data), separators=(",", ":"), allow_nan=False, default=str).replace("<", "\\u003c")
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
             f"<style>\n{css}</style>\n</head>\n<body>\n<h1>{html.escape(title)}</h1>\n"
             f'<script type="application/json" id="report-data">{payload}</script>\n'

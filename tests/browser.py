@@ -90,13 +90,17 @@ class Browser:
             value = json.loads(err.read() or b"{}").get("value", {})
             raise RuntimeError(f"WebDriver {method} {path}: {value.get('error')}: {value.get('message')}") from None
 
-    def open(self, path) -> None:
-        """Navigate to a local file (file:// URL); returns when the page has loaded."""
-        self._call("POST", "/url", {"url": Path(path).resolve().as_uri()})
+    def open(self, path, fragment: str = "") -> None:
+        """Navigate to a local file (file:// URL, with #fragment if given); returns when the page has loaded."""
+        self._call("POST", "/url", {"url": Path(path).resolve().as_uri() + (f"#{fragment}" if fragment else "")})
 
     def run(self, script: str, *args):
         """Result of a synchronous script (a function body: `return ...`; arguments as `arguments[k]`)."""
         return self._call("POST", "/execute/sync", {"script": script, "args": list(args)})
+
+    def run_async(self, script: str, *args):
+        """Result of an asynchronous script: it ends by calling its last argument with the result."""
+        return self._call("POST", "/execute/async", {"script": script, "args": list(args)})
 
     def find(self, css: str) -> dict:
         """Element reference of the first match of a CSS selector (RuntimeError when there is none)."""

@@ -1,6 +1,7 @@
 """Tests of eval/report.py: the data of report.html against the evaluator, the curves file, the command line, and
 the page itself in a headless Chromium (tests/browser.py; skipped where chromium / chromedriver are missing)."""
 
+import base64
 import json
 import os
 import re
@@ -67,10 +68,22 @@ def page_of(gt, results, **kwargs) -> dict:
         return report_data(results, gt, **kwargs)
 
 
+TYPED = {"Uint8Array": "<u1", "Uint16Array": "<u2", "Uint32Array": "<u4", "Int8Array": "<i1", "Float32Array": "<f4"}
+
+
+def unpacked(column):
+    """A column of the page's data as a list: typed arrays ({"type", "data": base64}) decoded."""
+    if isinstance(column, dict):
+        return np.frombuffer(base64.b64decode(column["data"]), TYPED[column["type"]]).tolist()
+    return column
+
+
 def embedded(path) -> dict:
-    """The JSON data embedded in a written page."""
+    """The JSON data embedded in a written page, its typed-array columns as lists."""
     text = Path(path).read_text(encoding="utf-8")
-    return json.loads(re.search(r'<script type="application/json" id="report-data">(.*?)</script>', text, re.S)[1])
+    data = json.loads(re.search(r'<script type="application/json" id="report-data">(.*?)</script>', text, re.S)[1])
+    data["det"] = {key: unpacked(value) for key, value in data["det"].items()}
+    return data
 
 
 # ------------------------------------------------------------------------------------ data vs evaluator
@@ -182,7 +195,7 @@ def test_curves_round_trip_and_embedding(tmp_path):
             np.testing.assert_allclose(back[vid]["curves"][name], curve, rtol=1e-6)
     _, results = random_case(0)
     entry = report_data(results, run=RunInfo(curves=back))["curves"]["1"]  # v1 is the page's video 1; v9 absent
-    q = np.frombuffer(__import__("base64").b64decode(entry["data"]), np.uint8)
+    q = np.frombuffer(base64.b64decode(entry["data"]), np.uint8)
     a = curves["v1"]["curves"]["A_score A (s = 0.93)"]
     lo, hi = entry["lo"][1], entry["hi"][1]
     assert entry["names"] == ["class-aware A", "A_score A (s = 0.93)"] and entry["length"] == [50, 50]
