@@ -91,7 +91,10 @@ class Browser:
             raise RuntimeError(f"WebDriver {method} {path}: {value.get('error')}: {value.get('message')}") from None
 
     def open(self, path, fragment: str = "") -> None:
-        """Navigate to a local file (file:// URL, with #fragment if given); returns when the page has loaded."""
+        """Navigate to a local file (file:// URL, with #fragment if given); returns when the page has loaded. With a
+        fragment the page is loaded afresh (about:blank first), never scrolled within the page already open."""
+        if fragment:
+            self._call("POST", "/url", {"url": "about:blank"})
         self._call("POST", "/url", {"url": Path(path).resolve().as_uri() + (f"#{fragment}" if fragment else "")})
 
     def run(self, script: str, *args):
