@@ -1,7 +1,7 @@
 "use strict";
 // report.html's script (eval/report.py inlines it): reads the JSON of #report-data and draws the page.
 (function () {
-  const TYPED = {Uint8Array, Uint16Array, Uint32Array, Int8Array, Float32Array};
+  const TYPED = {Uint8Array, Uint16Array, Uint32Array, Int8Array, Float32Array, Float64Array};
 
   function base64Bytes(text) {
     if (Uint8Array.fromBase64) return Uint8Array.fromBase64(text);

@@ -45,7 +45,8 @@ def page_of(gt, results, **kwargs) -> dict:
         return report_data(results, gt, **kwargs)
 
 
-TYPED = {"Uint8Array": "<u1", "Uint16Array": "<u2", "Uint32Array": "<u4", "Int8Array": "<i1", "Float32Array": "<f4"}
+TYPED = {"Uint8Array": "<u1", "Uint16Array": "<u2", "Uint32Array": "<u4", "Int8Array": "<i1", "Float32Array": "<f4",
+         "Float64Array": "<f8"}
 
 
 def unpacked(column):
@@ -156,25 +157,38 @@ def test_media_paths_are_relative_urls(tmp_path):
     assert data["videos"]["media"][0] is None
 
 
-def test_the_page_holds_the_detections_at_float32_precision(tmp_path):
+def test_the_page_holds_the_detections_exactly(tmp_path):
     gt, results = random_case(1)
     results["results"]["v2"][0]["score"] = 0.123456789012
     results["results"]["v2"][0]["segment"] = [1.000000001, 2.3456789]
-    data = page_of(gt, results)
-    page = embedded(write_report(tmp_path / "report.html", results, gt))
+    path = write_report(tmp_path / "report.html", results, gt, run=RunInfo(curves={"v2": {
+        "seconds_per_sample": 0.5, "curves": {"x": np.arange(9.0) / 3}}}))
+    assert embedded(path) == page_of(gt, results, run=RunInfo(curves={"v2": {
+        "seconds_per_sample": 0.5, "curves": {"x": np.arange(9.0) / 3}}}))
+
+
+def test_a_large_page_holds_them_at_float32_precision():
+    gt, results = random_case(1)
+    results["results"]["v2"][0]["score"] = 0.123456789012
+    data = page_of(gt, results, run=RunInfo(curves={"v2": {"seconds_per_sample": 0.5,
+                                                           "curves": {"x": np.arange(9.0) / 3}}}))
+    page = packed(data, exact=False)
+    page["det"] = {key: unpacked(value) for key, value in page["det"].items()}
     for key in ("label", "code", "offset"):
         assert page["det"][key] == data["det"][key]
     for key in ("score", "start", "end"):
         assert np.float32(page["det"][key]).tolist() == np.float32(data["det"][key]).tolist()
     assert page["det"]["score"][data["det"]["offset"][2]] == 0.12345679  # the shortest decimal of its float32
-    assert {k: v for k, v in page.items() if k != "det"} == {k: v for k, v in data.items() if k != "det"}
+    assert page["curves"]["2"]["hi"] == [2.6666667] and page["curves"]["2"]["data"] == data["curves"]["2"]["data"]
+    assert {k: v for k, v in page.items() if k not in ("det", "curves")} == \
+        {k: v for k, v in data.items() if k not in ("det", "curves")}
 
 
 def test_labels_take_the_smallest_type_that_holds_them():
     videos = {f"v{i}": [(f"c{i:03d}", 0.5, 0.0, 1.0)] for i in range(300)}
-    det = packed(report_data(make_results(videos)))["det"]
-    assert det["label"]["type"] == "Uint16Array" and det["start"]["type"] == "Float32Array" and det["code"] is None
-    small = packed(report_data(make_results(dict(list(videos.items())[:256]))))["det"]
+    det = packed(report_data(make_results(videos)), exact=True)["det"]
+    assert det["label"]["type"] == "Uint16Array" and det["start"]["type"] == "Float64Array" and det["code"] is None
+    small = packed(report_data(make_results(dict(list(videos.items())[:256]))), exact=True)["det"]
     assert small["label"]["type"] == "Uint8Array"
 
 
@@ -526,6 +540,7 @@ def test_activitynet_sized_page_is_small_fast_and_complete(browser, tmp_path):
     assert max(timings["sort_ms"].values()) < 300 and max(timings["filter_ms"], timings["unfilter_ms"]) < 300
     open_page(browser, path)
     data = embedded(path)
+    assert data["det"]["start"] == np.float32(data["det"]["start"]).tolist()  # over EXACT_DETECTIONS: float32
     n = len(data["videos"]["id"])
     assert browser.run("return document.getElementById('row-count').textContent") == f" {n} of {n} videos"
     assert shown(browser, "#video-table tbody tr") == 300 and shown(browser, "#timeline polyline") == 6
