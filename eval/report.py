@@ -6,8 +6,13 @@ The page (data, script and styles inline; nothing fetched, opens from file://) h
   * a table of the videos: length, detections, per-video AP at tIoU 0.5 and the most frequent false-positive
     type, sortable and filterable by class;
   * one video at a time: a timeline per class with the ground truth and the detections (opacity by score, colour
-    by what the breakdown made of them), the activation curves of the run under it, and the video itself
-    when the predictions were made on video files.
+    by what the breakdown made of them), the subset's segments of IGNORED_LABELS (THUMOS14's "Ambiguous") hatched
+    on a row of their own, the activation curves of the run under it, and the video itself when the predictions
+    were made on video files. report.html#VIDEO_ID opens that video; opening one puts its link in the address.
+
+The video table draws a window of its rows (report.js), so that sorting and filtering 4,926 ActivityNet videos
+takes one sort and a few hundred rows. In the page the detections' labels, times and codes are typed arrays in
+base64 (packed); above EXACT_DETECTIONS detections their times and scores are float32.
 
 Per-video AP (VIDEO_TIOU): for each class annotated in the video, the AP of that video's detections of the
 class against that video's instances of it alone, matched exactly as eval/detection.py matches (greedy inside a
@@ -376,7 +381,8 @@ def packed(data: dict, exact: bool) -> dict:
     packed_det = {"offset": det["offset"], "label": _typed(det["label"], label_type), "score": numbers(det["score"]),
                   "start": _typed(det["start"], time_type), "end": _typed(det["end"], time_type),
                   "code": None if det["code"] is None else _typed(det["code"], "int8")}
-    curves = {v: {**entry, "lo": numbers(entry["lo"]), "hi": numbers(entry["hi"])} for v, entry in data["curves"].items()}
+    curves = {v: {**entry, "lo": numbers(entry["lo"]), "hi": numbers(entry["hi"])}
+              for v, entry in data["curves"].items()}
     return {**data, "det": packed_det, "curves": curves}
 
 
@@ -388,7 +394,8 @@ def render_html(data: dict, title: str) -> str:
     with open(os.path.join(ASSETS, "report.js"), encoding="utf-8") as file:
         script = file.read()
     exact = len(data["det"]["score"]) <= EXACT_DETECTIONS
-    payload = json.dumps(packed(data, exact), separators=(",", ":"), allow_nan=False, default=str).replace("<", "\\u003c")
+    payload = json.dumps(packed(data, exact), separators=(",", ":"), allow_nan=False, default=str)
+    payload = payload.replace("<", "\\u003c")
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
             f"<style>\n{css}</style>\n</head>\n<body>\n<h1>{html.escape(title)}</h1>\n"
             f'<script type="application/json" id="report-data">{payload}</script>\n'

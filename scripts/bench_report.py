@@ -20,7 +20,7 @@ import numpy as np
 
 import _repo  # noqa: F401  (the repository root on sys.path)
 
-sys.path.insert(0, os.path.join(_repo.ROOT, "tests"))
+sys.path.insert(0, os.path.join(_repo.ROOT, "tests"))  # the tests' WebDriver client and result-file builders
 
 from browser import Browser, missing  # noqa: E402
 from eval.report import RunInfo, write_report  # noqa: E402
@@ -72,7 +72,8 @@ def anet_case(seed: int = 0, n_videos: int = 4926, dets: int = 100, samples: int
         vid, duration = f"v_{v:011d}", float(rng.uniform(10, 240))
         own = int(rng.integers(200))
         starts = rng.uniform(0, 0.8 * duration, rng.integers(1, 4))
-        gt[vid] = [(classes[own], s, min(duration, s + float(rng.uniform(0.1, 0.5)) * duration)) for s in starts.tolist()]
+        gt[vid] = [(classes[own], s, min(duration, s + float(rng.uniform(0.1, 0.5)) * duration))
+                   for s in starts.tolist()]
         labels = np.where(rng.random(dets) < 0.5, own, rng.integers(0, 200, dets))
         start = rng.uniform(0, 0.9 * duration, dets)
         end = np.minimum(duration, start + rng.uniform(0.02, 0.6, dets) * duration)
