@@ -31,7 +31,7 @@ from runs import (claim_output_dir, log_evaluation, log_line, log_metrics, log_w
                   plot_consistent, read_log)
 from settings import resolve
 from utils.cli import run as run_cli
-from utils.device import resolve_device
+from utils.device import resolve_device, set_tf32
 from utils.io import save_json
 
 
@@ -203,11 +203,11 @@ def parse_args(argv=None):
 def set_gpu_numerics(strict_fp32):
     """As the release's set_seed: deterministic cuDNN algorithms, no autotuning, so that a GPU run repeats
     (the backward of torch.gather still adds with atomics on CUDA: README, "Robust runs"). TF32 stays at
-    PyTorch's defaults (on in cuDNN convolutions, off in matmuls) unless strict_fp32 turns it off in both."""
+    PyTorch's defaults (on in cuDNN convolutions, off in matmuls) unless strict_fp32 turns it off in both (by
+    the installed torch's own API: utils.device.set_tf32)."""
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.allow_tf32 = not strict_fp32
-    torch.backends.cuda.matmul.allow_tf32 = False
+    set_tf32(conv=not strict_fp32, matmul=False)
 
 
 def build_optimizer(args, model):
