@@ -229,8 +229,9 @@ def train_step(model, optimizer, feats, labels, args):
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-    consistent = ((out["A_bin"] + out["A_ca_bin"]) != 1).sum(dim=1).float().mean().item()
-    return {k: v.item() for k, v in terms.items()}, consistent
+    consistent = ((out["A_bin"] + out["A_ca_bin"]) != 1).sum(dim=1).float().mean()
+    *values, consistent = torch.stack([*terms.values(), consistent]).tolist()   # one host sync per step
+    return dict(zip(terms, values)), consistent
 
 
 def epoch_batches(n, batch_size, seed, epoch):
@@ -381,8 +382,9 @@ def training_steps(run, device, writer, bar, stop):
         run.train_set.set_epoch(epoch)
         batches = epoch_batches(len(run.train_set), args.batch_size, args.seed, epoch)[p.step % run.steps_per_epoch:]
         for feats, labels, _, _ in DataLoader(run.train_set, batch_sampler=batches, num_workers=args.num_workers,
-                                               collate_fn=collate):
-            terms, n_consistent = train_step(run.model, run.optimizer, feats.to(device), labels.to(device), args)
+                                               collate_fn=collate, pin_memory=device.type == "cuda"):
+            feats, labels = feats.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            terms, n_consistent = train_step(run.model, run.optimizer, feats, labels, args)
             p.step += 1
             p.window.append(terms)
             p.consistent.append([p.step, n_consistent])
