@@ -58,7 +58,7 @@ def test_self_test_on_cpu_without_pyav_and_contrib_runs_every_part(tmp_path):
     assert report["machine"]["pyav"] is False and report["machine"]["cv2_optflow"] is False
     assert report["environment"]["av"] is None and report["self_test"] is True and report["size"] == "tiny"
     assert set(report["parts"]) == PARTS and report["passed"] is True
-    assert report["parts"]["tvl1"] is True and report["parts"]["train fp32_strict"] is True
+    assert report["parts"]["tvl1"] is True and report["parts"]["train fp32_strict"] is True, report["parts"]
     flow = report["tvl1"]
     assert flow["remap_grid"] == 32 and flow["port_pairs_per_s"]["2"] > 0
     assert any("not run: cv2.optflow is not importable" in r.get("note", "") for r in report["rows"])
@@ -80,10 +80,14 @@ def test_a_failed_row_fails_its_part_and_the_table_says_so():
     check.row("i3d rgb", "snippets/s", 2.0, 100.0)
     check.row("train fp32", "loss at step 1", 5.0, 5.001, 1e-3, rel=True)
     check.verdict("tvl1", "ran", False, "RuntimeError: CUDA out of memory")
-    assert check.parts() == {"i3d rgb": False, "train fp32": True, "tvl1": False}
+    check.verdict("machine", "optional pieces", None, "Triton no")
+    check.verdict("inference", "note", None, "first an information row")
+    check.row("inference", "average mAP", 50.0, 50.2, 0.5)
+    assert check.parts() == {"i3d rgb": False, "train fp32": True, "tvl1": False, "machine": None,
+                             "inference": True}
     assert check.rows[2]["difference"] == pytest.approx(2e-4)
     text = gpu_check.table(check.rows)
-    assert "FAIL" in text.splitlines()[1] and "out of memory" in text.splitlines()[-1]
+    assert "FAIL" in text.splitlines()[1] and "out of memory" in text.splitlines()[4]
 
 
 def test_relative_differences_of_zero_terms():
@@ -121,6 +125,9 @@ def test_a_compilation_that_fails_is_a_failed_row_and_the_part_goes_on_op_by_op(
     fields, _ = gpu_check.compiled_fields(check, first, second, torch.device("cpu"), 32, 24)
     assert fields is None and check.parts() == {"tvl1": False}
     assert "Failed to find C compiler" in check.rows[0]["note"] and "op by op" in check.rows[0]["note"]
+    check = gpu_check.Check()                    # no C compiler for Triton's launcher: expected, a note
+    assert gpu_check.compiled_fields(check, first, second, torch.device("cpu"), 32, 24, launcher=False)[0] is None
+    assert check.parts() == {"tvl1": None} and "as expected" in check.rows[0]["note"]
     monkeypatch.setattr(gpu_check, "port_compiles", lambda device: False)
     check = gpu_check.Check()
     assert gpu_check.compiled_fields(check, first, second, torch.device("cpu"), 32, 24) == (None, None)
