@@ -185,7 +185,7 @@ def test_gpu_numerics_are_set_as_the_release_and_strict_fp32_turns_tf32_off(tmp_
 
 
 def test_a_training_run_prints_no_warning(trained, tmp_path):
-    """Every warning an error (the legacy TF32 flags warn in every run on torch 2.9 to 2.12): a short
+    """Every warning an error (since torch 2.9 the legacy TF32 flags warn in every run): a short
     training and evaluation in a fresh process still exits 0 and prints nothing to stderr."""
     data = trained[0]
     result = subprocess.run([sys.executable, "-W", "error", "main.py", "--data_path", data, "--output_dir",

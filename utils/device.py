@@ -27,8 +27,8 @@ def resolve_device(name="auto", env=None):
 
 
 # TF32 is set by the fp32_precision strings where the installed torch has them (2.7 and newer), by the legacy
-# allow_tf32 booleans where not; never both (torch 2.9 to 2.12 warn at every legacy set, and newer ones refuse
-# reads after a mix of the two).
+# allow_tf32 booleans where not; never both (since torch 2.9 a legacy set warns in every run, which 2.13 no
+# longer does, and 2.13 refuses some reads after a mix of the two).
 FP32_PRECISION_API = hasattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision")
 
 
