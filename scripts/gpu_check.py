@@ -9,9 +9,11 @@ Without a CUDA device it prints one line and exits 3, having done nothing. Other
 1. TV-L1 (features/tvl1.py): the port on CUDA, torch.compile'd as the extractor runs it and op by op, against
    the same port on the CPU on the same generated pairs, after the extractor's finishing (features.flow
    finish); compiled against op by op bit for bit; against OpenCV's CPU Dual TV-L1 where cv2.optflow is
-   importable; pairs/s per batch size. The port follows the installed OpenCV's remap rule where OpenCV's TV-L1
-   is there to compare with, else OpenCV 4.x's (grid 32, the released feature sets'); the table says which.
-   A compilation that fails is a failed row, and the part goes on op by op;
+   importable; pairs/s per batch size. The port follows the installed OpenCV's remap rule, as the extractor
+   does (OpenCV itself, without its contrib modules, is there wherever features/flow.py imports): 4.x's grid
+   of 32 (the released feature sets') or 5's exact coordinates; the table says which. A compilation that
+   fails is a failed row (a note where Triton's launcher lacks a C compiler or Python's headers), and the
+   part goes on op by op;
 2. I3D (features/i3d.py, weights by tests/i3d_weights.py's rule): features of the same clips fed through the
    extractor's own batching (features.streams.I3DBatches, channels-last) on CPU and CUDA, TF32 off (the
    parity) and on (reported), and snippets/s;
@@ -239,8 +241,8 @@ def parity_rows(check, what, fields, ref):
     return errors
 
 
-def compiled_fields(check, first, second, device, grid, crop, launcher=True):
-    """(finished fields of the torch.compile'd port on ``device``, or None; seconds of that first call): None
+def compiled_fields(check, first, second, device, grid, launcher=True):
+    """(raw fields of the torch.compile'd port on ``device``, or None; seconds of that first call): None
     with a note where torch.compile cannot build it here; where building it fails, a failed row, or a note
     when ``launcher`` is False (no C compiler or Python headers for Triton's launcher: the extractor too
     falls back to op by op there)."""
@@ -250,7 +252,7 @@ def compiled_fields(check, first, second, device, grid, crop, launcher=True):
         return None, None
     start = time.time()
     try:
-        fields = finish(np.asarray(tvl1(first, second, str(device), grid, compiled=True)), crop)
+        fields = np.asarray(tvl1(first, second, str(device), grid, compiled=True))
     except Exception as err:           # Triton's launcher needs a C compiler and Python's headers, inductor more
         message = (str(err).strip().splitlines() or [""])[0][:160]
         why = "" if launcher else ", as expected without a C compiler or Python's headers"
@@ -296,10 +298,10 @@ def rate_rows(check, pairs, device, cfg, compiled, started):
 def tvl1_part(check, device, cfg, launcher=True):
     """The port on ``device`` (compiled as the extractor runs it, and op by op) against the same port on the
     CPU, compiled against op by op, against OpenCV where cv2.optflow is there; pairs/s per batch."""
-    started, with_opencv = time.time(), has_opencv_tvl1()
-    grid = opencv_remap_grid() if with_opencv else TAB
-    rule = (f"the installed OpenCV {cv2.__version__}'s, grid {grid}" if with_opencv else
-            f"OpenCV 4.x's, grid {TAB}, as the released feature sets; no cv2.optflow to compare with")
+    started, with_opencv, grid = time.time(), has_opencv_tvl1(), opencv_remap_grid()
+    rule = f"the installed OpenCV {cv2.__version__}'s, as the extractor follows it: " + (
+        f"grid {TAB}, OpenCV 4.x's (the released feature sets')" if grid == TAB else
+        "exact coordinates (grid None), OpenCV 5's")
     check.say(f"TV-L1 remap rule: {rule}")
     check.verdict("tvl1", "remap rule", None, rule)
     (h, w), crop = cfg["flow_hw"], cfg["flow_crop"]
@@ -307,12 +309,13 @@ def tvl1_part(check, device, cfg, launcher=True):
     start = time.time()
     cpu = finish(np.asarray(tvl1(first, second, "cpu", grid)), crop)
     cpu_rate = len(first) / (time.time() - start)
-    fields = {"op by op": finish(np.asarray(tvl1(first, second, str(device), grid)), crop)}
-    compiled, compile_s = compiled_fields(check, first, second, device, grid, crop, launcher)
+    eager = np.asarray(tvl1(first, second, str(device), grid))
+    compiled, compile_s = compiled_fields(check, first, second, device, grid, launcher)
+    fields = {"op by op": finish(eager, crop)}
     if compiled is not None:
-        fields["compiled"] = compiled
-        check.row("tvl1", "compiled vs op by op on the device, max |field diff|", 0.0,
-                  float(np.abs(compiled - fields["op by op"]).max()), TOLERANCES["flow_compiled"])
+        fields["compiled"] = finish(compiled, crop)
+        check.row("tvl1", "compiled vs op by op on the device, max |raw field diff| (px)", 0.0,
+                  float(np.abs(compiled - eager).max()), TOLERANCES["flow_compiled"])
     errors = {kind: parity_rows(check, f"port {kind} vs the port on the CPU", f, cpu) for kind, f in fields.items()}
     check.row("tvl1", f"pairs/s, the port op by op on the CPU (batch {len(first)})", cpu_rate, None)
     report = {"remap_grid": grid, "remap_rule": rule, "compiled": compiled is not None, "compile_s": compile_s,

@@ -60,7 +60,7 @@ def test_self_test_on_cpu_without_pyav_and_contrib_runs_every_part(tmp_path):
     assert set(report["parts"]) == PARTS and report["passed"] is True
     assert report["parts"]["tvl1"] is True and report["parts"]["train fp32_strict"] is True, report["parts"]
     flow = report["tvl1"]
-    assert flow["remap_grid"] == 32 and flow["port_pairs_per_s"]["2"] > 0
+    assert flow["remap_grid"] == opencv_remap_grid() and flow["port_pairs_per_s"]["2"] > 0
     assert any("not run: cv2.optflow is not importable" in r.get("note", "") for r in report["rows"])
     strict = [r["what"] for r in report["rows"] if r["part"] == "train fp32_strict" and r["tolerance"]]
     for term in ("L_a", "L_ca", "L_mc", "L_ac", "L_c", "total"):
@@ -122,15 +122,15 @@ def test_a_compilation_that_fails_is_a_failed_row_and_the_part_goes_on_op_by_op(
     monkeypatch.setattr(gpu_check, "port_compiles", lambda device: True)
     first, second = gpu_check.frame_pairs(1, 32, 40)
     check = gpu_check.Check()
-    fields, _ = gpu_check.compiled_fields(check, first, second, torch.device("cpu"), 32, 24)
+    fields, _ = gpu_check.compiled_fields(check, first, second, torch.device("cpu"), 32)
     assert fields is None and check.parts() == {"tvl1": False}
     assert "Failed to find C compiler" in check.rows[0]["note"] and "op by op" in check.rows[0]["note"]
     check = gpu_check.Check()                    # no C compiler for Triton's launcher: expected, a note
-    assert gpu_check.compiled_fields(check, first, second, torch.device("cpu"), 32, 24, launcher=False)[0] is None
+    assert gpu_check.compiled_fields(check, first, second, torch.device("cpu"), 32, launcher=False)[0] is None
     assert check.parts() == {"tvl1": None} and "as expected" in check.rows[0]["note"]
     monkeypatch.setattr(gpu_check, "port_compiles", lambda device: False)
     check = gpu_check.Check()
-    assert gpu_check.compiled_fields(check, first, second, torch.device("cpu"), 32, 24) == (None, None)
+    assert gpu_check.compiled_fields(check, first, second, torch.device("cpu"), 32) == (None, None)
     assert check.parts() == {"tvl1": None} and "not run" in check.rows[0]["note"]
 
 
@@ -165,6 +165,5 @@ def test_the_check_on_cuda_tiny(tmp_path):
     report = json.loads((tmp_path / "check" / "gpu_check.json").read_text())
     failed = {part for part, ok in report["parts"].items() if ok is False}
     assert failed == set() and result.returncode == 0, result.stdout
-    expected = opencv_remap_grid() if gpu_check.has_opencv_tvl1() else 32
-    assert report["tvl1"]["remap_grid"] == expected
+    assert report["tvl1"]["remap_grid"] == opencv_remap_grid()
     assert report["self_test"] is False and report["machine"]["cuda"]
