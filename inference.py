@@ -51,6 +51,17 @@ class PostProcess:
                    fps=args.feature_fps, min_score=args.min_score, top_k=args.top_k)
 
 
+HOST_OUTPUTS = ("p", "A_score", "A", "A_ca", "A_bin", "A_ca_bin")      # what post-processing reads
+
+
+def to_host(out):
+    """The outputs that post-processing and the curves read (HOST_OUTPUTS) of one video's forward pass, copied
+    to the host in one transfer (one synchronisation per video on a GPU): {name: CPU tensor, same shape}."""
+    parts = [out[k] for k in HOST_OUTPUTS]
+    flat = torch.cat([v.reshape(-1) for v in parts]).cpu()
+    return {k: v.view(part.shape) for k, v, part in zip(HOST_OUTPUTS, flat.split([p.numel() for p in parts]), parts)}
+
+
 def localize_video(out, T_v, post):
     """Post-processing of one video's model outputs: video scores s [C], kept classes, detections [N, 4]
     (class, score, start s, end s) in the release's order. ``post``: a PostProcess."""
@@ -112,7 +123,7 @@ def predict(model, dataset, args, device, curves=False):
     for feats, label, vid, T_v in loader:
         vid, T_v = vid[0], int(T_v[0])
         with autocast(args, device):
-            out = model(feats.to(device))
+            out = to_host(model(feats.to(device)))
         probs, kept, detections = localize_video(out, T_v, post)
         correct += set(kept.tolist()) == set(np.flatnonzero(label[0].numpy()).tolist())
         action = dataset.frame_labels(vid, post.fps).any(axis=1)[
@@ -330,7 +341,7 @@ def predict_folder(args, device, model, class_names, model_file):
         feats = read()                                                    # [T_v, 2048]
         x = torch.from_numpy(feats[uniform_indices(len(feats), args.num_segments, args.short_videos == "keep")])
         with autocast(args, device):
-            out = model(x[None].to(device))                               # x: [T or T_v, 2048]
+            out = to_host(model(x[None].to(device)))                      # x: [T or T_v, 2048]
         _, _, detections = localize_video(out, len(feats), post)
         results[vid] = as_records(detections, class_names)
         curves[vid] = detection_curves(out, len(feats), detections, class_names, post)

@@ -31,7 +31,7 @@ from runs import (claim_output_dir, log_evaluation, log_line, log_metrics, log_w
                   plot_consistent, read_log)
 from settings import resolve
 from utils.cli import run as run_cli
-from utils.device import resolve_device
+from utils.device import resolve_device, set_tf32
 from utils.io import save_json
 
 
@@ -203,11 +203,11 @@ def parse_args(argv=None):
 def set_gpu_numerics(strict_fp32):
     """As the release's set_seed: deterministic cuDNN algorithms, no autotuning, so that a GPU run repeats
     (the backward of torch.gather still adds with atomics on CUDA: README, "Robust runs"). TF32 stays at
-    PyTorch's defaults (on in cuDNN convolutions, off in matmuls) unless strict_fp32 turns it off in both."""
+    PyTorch's defaults (on in cuDNN convolutions, off in matmuls) unless strict_fp32 turns it off in both (by
+    the installed torch's own API: utils.device.set_tf32)."""
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.allow_tf32 = not strict_fp32
-    torch.backends.cuda.matmul.allow_tf32 = False
+    set_tf32(conv=not strict_fp32, matmul=False)
 
 
 def build_optimizer(args, model):
@@ -229,8 +229,9 @@ def train_step(model, optimizer, feats, labels, args):
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-    consistent = ((out["A_bin"] + out["A_ca_bin"]) != 1).sum(dim=1).float().mean().item()
-    return {k: v.item() for k, v in terms.items()}, consistent
+    consistent = ((out["A_bin"] + out["A_ca_bin"]) != 1).sum(dim=1).float().mean()
+    *values, consistent = torch.stack([*terms.values(), consistent]).tolist()   # one host sync per step
+    return dict(zip(terms, values)), consistent
 
 
 def epoch_batches(n, batch_size, seed, epoch):
@@ -381,8 +382,9 @@ def training_steps(run, device, writer, bar, stop):
         run.train_set.set_epoch(epoch)
         batches = epoch_batches(len(run.train_set), args.batch_size, args.seed, epoch)[p.step % run.steps_per_epoch:]
         for feats, labels, _, _ in DataLoader(run.train_set, batch_sampler=batches, num_workers=args.num_workers,
-                                               collate_fn=collate):
-            terms, n_consistent = train_step(run.model, run.optimizer, feats.to(device), labels.to(device), args)
+                                               collate_fn=collate, pin_memory=device.type == "cuda"):
+            feats, labels = feats.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            terms, n_consistent = train_step(run.model, run.optimizer, feats, labels, args)
             p.step += 1
             p.window.append(terms)
             p.consistent.append([p.step, n_consistent])

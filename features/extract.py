@@ -16,12 +16,12 @@ import os
 import sys
 from collections import deque
 
-import av
 import cv2
 import numpy as np
 import torch
 
 from features import flow as flowlib
+from features import tvl1 as port
 from features import video as videolib
 from features.i3d import PUBLIC_FILES, load_i3d, sha256
 from features.inputs import find_videos, list_videos, resolve_shard  # noqa: F401  (list_videos: the scripts')
@@ -124,12 +124,24 @@ def options(args):
                    allow_truncated=args.allow_truncated, checkpoint_every=args.checkpoint_every)
 
 
+def port_params():
+    """The TV-L1 port's constants (features/tvl1.py) under the names flowlib.params("tvl1") reads them from
+    OpenCV with, the same values (tests/test_extract.py): gamma 0 (the port has no u3 term), 5x5 median."""
+    return {"tau": port.TAU, "lambda": port.LAMBDA, "theta": port.THETA, "nscales": port.SCALES,
+            "warps": port.WARPS, "epsilon": port.EPSILON, "inner_iterations": port.INNER,
+            "outer_iterations": port.OUTER, "scale_step": port.SCALE_STEP, "gamma": 0.0, "median_filtering": 5,
+            "use_initial_flow": False}
+
+
 def make_settings(options, backend):
     """The extraction.json "settings" record of a run with `options`, its flow computed by `backend`."""
+    av = videolib.pyav()
     if options.flow == "raft":
         flow_params = {"model": "torchvision raft_large", "iterations": 12,
                        "weights": {"path": os.path.abspath(options.raft_weights),
                                    "sha256": sha256(options.raft_weights)}}
+    elif options.flow == "tvl1" and backend == "torch":
+        flow_params = port_params()                        # the port's own: cv2.optflow may be absent
     else:
         flow_params = flowlib.params(options.flow)
     return {
@@ -161,6 +173,7 @@ class Extractor:
         """`recorded`: the flow backend of the features already in the folder this will extract into (what
         --flow-backend auto then takes)."""
         options.check()
+        videolib.pyav()                                    # decoding needs PyAV: say so before anything starts
         self.options = options
         self.device = resolve_device(options.device)
         backend = flowlib.resolve_backend(options.flow_backend, options.flow, self.device, recorded)

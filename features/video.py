@@ -13,11 +13,12 @@ does.
 Per frame: RGB24 (FFmpeg's conversion), then the shorter side resized to 256 with OpenCV bilinear
 (cv2.INTER_LINEAR), the longer side to round(long * 256 / short). The centre crop and scaling to [-1, 1]
 happen later (`centre_crop`), after optical flow has used the whole 256-px frame.
+
+PyAV is imported where decoding starts (`pyav`), so that what only reads features runs without it.
 """
 import os
 from fractions import Fraction
 
-import av
 import cv2
 import numpy as np
 
@@ -27,6 +28,16 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".m
 
 class VideoError(Exception):
     """A file that cannot be decoded into a usable frame stream; the message names the file."""
+
+
+def pyav():
+    """The PyAV module (imported here, on first use); a ValueError saying so where it is not installed."""
+    try:
+        import av
+    except ImportError:
+        raise ValueError("decoding video files needs PyAV (the av package), which is not installed here: "
+                         "pip install av") from None
+    return av
 
 
 def _reason(err):
@@ -39,7 +50,7 @@ def _reason(err):
 
 def _open(path):
     """(container, video stream) of `path`, or VideoError saying why not (missing, empty, corrupt, no video)."""
-    path = os.fspath(path)
+    path, av = os.fspath(path), pyav()
     if not os.path.isfile(path):
         raise VideoError(f"{path}: no such file")
     if os.path.getsize(path) == 0:
@@ -59,7 +70,7 @@ def probe(path):
     video stream, from the container headers (no decoding). `duration` is the video stream's own when the
     header states it (stream_duration True), else the container's (Matroska/WebM files often state only that:
     it spans the audio too). VideoError naming the file when it cannot be read."""
-    container, stream = _open(path)
+    container, stream, av = *_open(path), pyav()
     with container:
         if stream.duration is not None:
             duration = float(stream.duration * stream.time_base)
@@ -108,7 +119,7 @@ class Video:
         """Yield uint8 [H, W, 3] RGB frames at `fps` frames per second, shorter side `shorter`. Holds O(1) frames.
         The first `skip` frames are decoded and counted but neither converted nor yielded (continuing a video
         part-way). Decoding errors become VideoError naming the file."""
-        container, stream = _open(self.path)
+        container, stream, av = *_open(self.path), pyav()
         stream.thread_type = "AUTO"
         offset = None                                      # the file's start time in stream ticks
         self.n_frames = 0
@@ -135,6 +146,7 @@ class Video:
             raise VideoError(f"{self.path}: decoding failed after {self.n_frames} frames ({_reason(err)})") from None
 
     def _drain(self, graph, shorter, skip):
+        av = pyav()
         while True:
             try:
                 frame = graph.pull()

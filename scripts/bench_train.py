@@ -99,13 +99,13 @@ def bench_train(args, device, train_set, steps, precisions=("fp32", "bf16")):
         floors[p], as_run[p] = conv_floor(a, device), conv_floor(a, device, as_run=True)
     batches = main.epoch_batches(len(train_set), args.batch_size, args.seed, 0)
     loader = iter(DataLoader(train_set, batch_sampler=batches * (steps + 2), num_workers=args.num_workers,
-                             collate_fn=collate))
+                             collate_fn=collate, pin_memory=device.type == "cuda"))     # as main.training_steps
     step_times, floor_times, as_run_times, fetch_times = ({p: [] for p in precisions} for _ in range(4))
     for i in range(steps + 2):                       # two warm-up steps
         start = time.perf_counter()
         feats, labels, _, _ = next(loader)
         fetch_s = time.perf_counter() - start
-        feats, labels = feats.to(device), labels.to(device)
+        feats, labels = feats.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         for p, a in settings.items():
             floor_s, as_run_s = seconds(floors[p], device), seconds(as_run[p], device)
             step_s = seconds(lambda: main.train_step(models[p], optimizers[p], feats, labels, a), device)

@@ -14,7 +14,9 @@ import pytest
 import torch
 
 from features.__main__ import cli, main
-from features.extract import Interrupted, Options, extract, list_videos, resolve_shard
+import missing_modules
+from features import flow as flowlib
+from features.extract import Interrupted, Options, extract, list_videos, port_params, resolve_shard
 from features.progress import Progress, is_terminal
 from features.storage import Layout, partial_key, plan
 from utils.device import resolve_device
@@ -356,3 +358,34 @@ def test_a_container_duration_spanning_the_audio_is_not_truncation(tmp_path, rul
     assert probe(path)["duration"] == pytest.approx(4.0, abs=0.05) and not probe(path)["stream_duration"]
     r = extract([path], tmp_path / "out", Options(*rule_weights, flow="dis", workers=0), progress=False)
     assert r["done"] == ["talk"] and not r["failed"]
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(not hasattr(__import__("cv2"), "optflow"), reason="no cv2.optflow (OpenCV's contrib modules)")
+def test_the_ports_recorded_constants_are_opencvs_defaults():
+    assert port_params() == flowlib.params("tvl1")
+
+
+def test_without_pyav_and_contrib_the_cli_helps_and_the_port_backend_records_its_own_constants(tmp_path,
+                                                                                               rule_weights):
+    env = missing_modules.environment(tmp_path / "hide")
+    helped = subprocess.run([sys.executable, "-m", "features", "--help"], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert helped.returncode == 0 and "--flow-backend" in helped.stdout, helped.stderr
+    script = ("import sys; from features.extract import Options, make_settings, port_params; "
+              "print(make_settings(Options(*sys.argv[1:], flow='tvl1', flow_backend='torch'), 'torch')['flow']"
+              "['params'] == port_params())")
+    no_contrib = missing_modules.environment(tmp_path / "hide_contrib", hidden=("cv2.optflow",))
+    made = subprocess.run([sys.executable, "-c", script, *rule_weights], cwd=REPO, env=no_contrib,
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0 and made.stdout.strip() == "True", made.stderr
+    video = tmp_path / "v.mp4"
+    write_video(video, moving_frames(20))
+    refused = subprocess.run([sys.executable, "-m", "features", str(video), "--out", str(tmp_path / "out"),
+                              "--rgb-weights", rule_weights[0], "--flow-weights", rule_weights[1]],
+                             cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+        "error: decoding video files needs PyAV (the av package), which is not installed here: pip install av"]
+    assert not (tmp_path / "out").exists()

@@ -2,6 +2,8 @@
 import json
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -13,7 +15,10 @@ import inference
 import main
 from dataset import THUMOS14_CLASSES, FeatureDataset, make_synthetic_dataset
 from eval import THUMOS_TIOU, evaluate_files
+from utils.device import FP32_PRECISION_API, set_tf32, tf32_enabled, tf32_flags
 from utils.proposals import localize, select_classes
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TINY = ["--num_segments", "32", "--batch_size", "8", "--num_epochs", "40", "--detection_inf_step", "30",
         "--soft_nms", "--seed", "1"]
@@ -164,16 +169,30 @@ def test_gamma_is_the_inflation_only_and_class_weight_the_class_score_weight():
 
 def test_gpu_numerics_are_set_as_the_release_and_strict_fp32_turns_tf32_off(tmp_path):
     bad = ["--data_path", str(tmp_path / "absent"), "--output_dir", str(tmp_path), "--inference_only"]
+    saved = tf32_flags()
     try:
         for flags, tf32 in (([], True), (["--strict_fp32"], False), ([], True)):
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, True
             with pytest.raises((FileNotFoundError, ValueError, SystemExit)):   # set before anything is read
                 main.main(bad + flags)
             assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
-            assert torch.backends.cudnn.allow_tf32 is tf32 and torch.backends.cuda.matmul.allow_tf32 is False
+            assert tf32_enabled() == (tf32, False)
+            if FP32_PRECISION_API:                       # the current API, read back as it was set
+                assert tf32_flags() == ("tf32" if tf32 else "ieee", "ieee")
     finally:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, False
-        torch.backends.cudnn.allow_tf32 = True
+        set_tf32(*saved)
+
+
+def test_a_training_run_prints_no_warning(trained, tmp_path):
+    """Every warning an error (since torch 2.9 the legacy TF32 flags warn in every run): a short
+    training and evaluation in a fresh process still exits 0 and prints nothing to stderr."""
+    data = trained[0]
+    result = subprocess.run([sys.executable, "-W", "error", "main.py", "--data_path", data, "--output_dir",
+                             str(tmp_path), "--num_segments", "32", "--batch_size", "8", "--max_steps", "2",
+                             "--detection_inf_step", "2", "--device", "cpu"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
 
 
 def test_help_shows_every_default_and_keeps_the_usage_lines(capsys):

@@ -12,6 +12,7 @@ import torch
 
 import checkpoint
 import main
+import missing_modules
 from dataset import THUMOS14_CLASSES, make_synthetic_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,7 +104,8 @@ def test_bad_folders_and_files(trained, tmp_path):
 
 @pytest.mark.slow
 def test_predict_script(trained, tmp_path):
-    env = dict(os.environ, PYTHON=sys.executable)
+    """On a feature folder, also where PyAV and OpenCV's contrib modules are missing (the GPU machine)."""
+    env = dict(missing_modules.environment(tmp_path / "hide"), PYTHON=sys.executable)
     proc = subprocess.run(["bash", "scripts/predict.sh", trained["joint"], trained["ckpt"], "--output_dir",
                            str(tmp_path)] + QUICK, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -24,3 +24,34 @@ def resolve_device(name="auto", env=None):
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"--device {name}: MPS is not available here; use --device cpu")
     return device
+
+
+# TF32 is set by the fp32_precision strings where the installed torch has them (2.7 and newer), by the legacy
+# allow_tf32 booleans where not; never both (since torch 2.9 a legacy set warns in every run, which 2.13 no
+# longer does, and 2.13 refuses some reads after a mix of the two).
+FP32_PRECISION_API = hasattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision")
+
+
+def tf32_flags():
+    """TF32 in cuDNN convolutions and CUDA matmuls as the installed torch holds it, (conv, matmul): the
+    fp32_precision strings ("tf32", "ieee", "none") or the legacy booleans; set_tf32 restores it."""
+    if FP32_PRECISION_API:
+        return torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+    return torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+
+
+def set_tf32(conv, matmul):
+    """TF32 in cuDNN convolutions and in CUDA matmuls on (True) or off (False), or as tf32_flags() returned."""
+    if FP32_PRECISION_API:
+        conv, matmul = (v if isinstance(v, str) else "tf32" if v else "ieee" for v in (conv, matmul))
+        torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = conv, matmul
+    else:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = bool(conv), bool(matmul)
+
+
+def tf32_enabled():
+    """(conv, matmul) as booleans: whether TF32 may be used in cuDNN convolutions and in CUDA matmuls."""
+    conv, matmul = tf32_flags()
+    if not FP32_PRECISION_API:
+        return conv, matmul
+    return conv == "tf32", matmul == "tf32" or matmul == "none" and torch.backends.fp32_precision == "tf32"
