@@ -74,7 +74,7 @@ def test_params_are_opencv_defaults():
         flow.params("farneback")
 
 
-def test_flow_backend_auto_is_the_port_where_it_compiles_or_the_folders_own(monkeypatch):
+def test_flow_backend_auto_is_the_port_where_it_compiles_or_the_folders_own():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert flow.port_compiles(cpu)                                   # this machine has a C++ compiler
     assert flow.resolve_backend("auto", "tvl1", cpu) == "torch" and flow.resolve_backend("auto", "tvl1", cuda) == "torch"
@@ -82,9 +82,11 @@ def test_flow_backend_auto_is_the_port_where_it_compiles_or_the_folders_own(monk
     assert flow.resolve_backend("auto", "dis", cpu, recorded="torch") == "opencv"       # dis has no torch backend
     assert flow.resolve_backend("torch", "tvl1", cpu) == "torch" and flow.resolve_backend("opencv", "tvl1", cuda) == "opencv"
     assert flow.resolve_backend("auto", "dis", cuda) == "opencv" and flow.resolve_backend("auto", "raft", cpu) == "torch"
-    monkeypatch.setattr("torch._inductor.config.cpp.cxx", (None, "no-such-compiler"))    # as $CXX would set it
-    assert not flow.port_compiles(cpu) and flow.resolve_backend("auto", "tvl1", cpu) == "opencv"
-    assert flow.resolve_backend("auto", "tvl1", cuda) == "torch"                        # op by op on CUDA still
+    cxx = torch._inductor.config.cpp.cxx
+    with torch._inductor.config.patch({"cpp.cxx": (None, "no-such-compiler")}):          # as $CXX would set it
+        assert not flow.port_compiles(cpu) and flow.resolve_backend("auto", "tvl1", cpu) == "opencv"
+        assert flow.resolve_backend("auto", "tvl1", cuda) == "torch"                    # op by op on CUDA still
+    assert torch._inductor.config.cpp.cxx == cxx and flow.port_compiles(cpu)            # torch's config restored
     with pytest.raises(ValueError, match="--flow dis has only the opencv backend"):
         flow.resolve_backend("torch", "dis", cpu)
     with pytest.raises(ValueError, match="--flow-backend gpu"):
