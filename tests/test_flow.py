@@ -153,11 +153,11 @@ def test_a_failed_device_batch_leaves_no_snippet_behind_for_the_next_video():
 def test_the_port_falls_back_to_op_by_op_when_torch_compile_fails(monkeypatch, capsys):
     from features import tvl1 as port
 
-    def broken(f):
+    def broken(f, *options):
         def call(*args):
             raise torch._dynamo.exc.TorchDynamoException("CppCompileError: C++ compile error\nmore lines")
         return call
-    monkeypatch.setattr(port, "_COMPILED", [])
+    monkeypatch.setattr(port, "_COMPILED", {})
     monkeypatch.setattr(port, "_compile", broken)
     frames = np.stack(moving_frames(3, w=40, h=32, dx=1, dy=1))
     ported = flow.TorchTVL1("cpu", crop=32, compiled=True)
