@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 import torch
 
-from features.tvl1 import TAB, cubic_weights, tvl1
+from features.tvl1 import TAB, compile_options, cubic_weights, tvl1
 
 METHODS = ("tvl1", "dis", "raft")
 BACKENDS = ("auto", "opencv", "torch")
@@ -91,12 +91,13 @@ def resolve_backend(backend, method, device, recorded=None):
 
 
 def port_compiles(device):
-    """Whether torch.compile can build the TV-L1 port's kernels on `device`: Triton for CUDA, a C++ compiler
-    for a CPU (inductor's own search: $CXX, g++, clang++, ...)."""
+    """Whether torch.compile can build the TV-L1 port's kernels on `device` so that they compute the op-by-op
+    fields: Triton and the inductor settings of tvl1.compile_options for CUDA, a C++ compiler for a CPU
+    (inductor's own search: $CXX, g++, clang++, ...)."""
     try:
         if device.type == "cuda":
             from torch.utils._triton import has_triton
-            return has_triton()
+            return has_triton() and compile_options(device) is not None
         from torch._inductor.cpp_builder import get_cpp_compiler
         return bool(get_cpp_compiler())
     except Exception:                # inductor's "no valid compiler" and any failure to import it alike

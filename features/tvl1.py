@@ -422,15 +422,16 @@ def verdicts(info, update, eps):
     return ran, verdict == 1
 
 
-def compile_options(device):
+def compile_options(device, known=None):
     """The inductor settings under which the port's compiled kernels compute the eager ops' fields on
-    `device`'s kind, for the installed torch, or None where it lacks them. A CPU needs none. CUDA: Triton's
+    `device`'s kind, or None where `known` (inductor's config names; None: the installed torch's) lacks them:
+    the port then runs op by op there (the same fields, slower). A CPU needs none. CUDA: Triton's
     float32 division rounded as eager's (eager_numerics.division_rounding, named emulate_divison_rounding in
     torch 2.10) and no contraction of multiply-adds (emulate_precision_casts), both required; denormals kept
     and the CUDA toolkit's libdevice (eager_numerics.disable_ftz, use_pytorch_libdevice) where they exist."""
     if torch.device(device).type != "cuda":
         return {}
-    known = torch._inductor.config.get_config_copy()
+    known = torch._inductor.config.get_config_copy() if known is None else known
     division = [k for k in ("eager_numerics.division_rounding", "emulate_divison_rounding") if k in known]
     if not division or "emulate_precision_casts" not in known:
         return None

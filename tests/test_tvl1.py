@@ -346,6 +346,20 @@ def test_compiled_kernels_give_the_eager_fields_bit_for_bit(per_iteration):
     assert np.array_equal(port.tvl1(first, second, grid=GRID, compiled=True, block=3), ref)
 
 
+def test_cuda_compilations_get_the_eager_numerics_settings_or_none():
+    """Issue 29: Triton's approximate division and contracted multiply-adds would change the fields, so the
+    port compiles for CUDA only under the settings that keep eager's numerics, named as the installed torch
+    names them; without them, compile_options is None (op by op). A CPU needs none."""
+    known = torch._inductor.config.get_config_copy()
+    options = port.compile_options("cuda")
+    assert options["eager_numerics.division_rounding"] and options["emulate_precision_casts"]
+    assert set(options) <= set(known) and port.compile_options("cpu") == {}
+    renamed = {"emulate_divison_rounding": False, "emulate_precision_casts": False}             # torch 2.10
+    assert port.compile_options("cuda", renamed) == {"emulate_divison_rounding": True, "emulate_precision_casts": True}
+    assert port.compile_options("cuda", {"emulate_precision_casts": False}) is None
+    assert port.compile_options("cuda", {"eager_numerics.division_rounding": False}) is None
+
+
 def test_numpy_and_tensor_inputs_give_the_same_field():
     first, second = (f[None] for f in scene("translate", 40, 48))
     ours = port.tvl1(first, second)
