@@ -31,7 +31,7 @@ Replicated, step by step (each is tested against OpenCV on its own in tests/test
   pair on its own; finished pairs leave the working batch, so batching does not change a pair's result. The
   test is decided from a float64 sum on the device wherever the serial sum's rounding bound keeps it on one
   side of the limit, and by the serial sum itself (numpy's accumulate on the host) for the few pairs near it;
-- blocks: one call runs up to BLOCK inner iterations (one compiled graph), a pair whose verdict is not 0
+- blocks: one call runs up to `block` inner iterations (one compiled graph), a pair whose verdict is not 0
   keeps that iteration's state (masks), and the block's verdicts reach the host in one copy (plus the updates
   of the pairs whose verdict is 2; one that goes on resumes alone): the per-iteration loop's fields bit for
   bit, whatever the block.
@@ -52,7 +52,9 @@ import torch.nn.functional as F
 TAU, LAMBDA, THETA = 0.25, 0.15, 0.3
 SCALES, WARPS, EPSILON = 5, 5, 0.01
 INNER, OUTER = 30, 10
-BLOCK = 10                         # inner iterations per call of the block step (one compiled graph, one copy)
+# inner iterations per call of the block step (one compiled graph, one copy of verdicts) by device type: on 2
+# CPU cores blocks of 10 were slower than single iterations (docs/optical_flow.md); CUDA's is unmeasured yet
+BLOCK = {"cpu": 1, "cuda": 10}
 SCALE_STEP = 0.8
 MIN_SIZE = 16                      # pyramid levels under this many px (rows or cols) are dropped
 TAB = 32                           # INTER_TAB_SIZE: remap coordinates are rounded to 1/32 px
@@ -444,8 +446,8 @@ def kernels(compiled=False, device="cpu", block=None):
     """(warp_constants, the block step (block_step(block)), median5): as written, or torch.compile'd with
     compile_options(device) (dynamic shapes: compiled on first use in a process, once for a batch of one pair
     and once for larger batches, then reused at every size). Where the installed torch lacks those options for
-    the device, op by op (the same fields, slower). block None: BLOCK."""
-    block = block or BLOCK
+    the device, op by op (the same fields, slower). block None: BLOCK for the device's type."""
+    block = block or BLOCK.get(torch.device(device).type, 1)
     options = compile_options(device) if compiled else None
     if options is None:
         return warp_constants, block_step(block), median5
@@ -533,8 +535,8 @@ def tvl1(first, second, device="cpu", grid=TAB, compiled=False, block=None):
     exact coordinates (see remap_cubic). `compiled`: run the warp, the block of inner iterations and the
     median filter through torch.compile (about 3x faster on a CPU once compiled; the same fields as the eager
     ops bit for bit, tests/test_tvl1.py; on CUDA under compile_options, op by op where the installed torch
-    lacks them). `block`: inner iterations per call and per copy of verdicts to the host (None: BLOCK; it
-    changes no field)."""
+    lacks them). `block`: inner iterations per call and per copy of verdicts to the host (None: BLOCK of the
+    device's type; it changes no field)."""
     as_numpy = isinstance(first, np.ndarray)
     i0, i1 = _inputs(first, second, device)
     sizes, steps = pyramid_sizes(*i0.shape[-2:]), kernels(compiled, i0.device, block)

@@ -148,11 +148,11 @@ def parity(ours, ref):
     return float(np.median(rel)), float(np.percentile(rel, 95))
 
 
-def bench_tvl1(first, second, device="cpu", repeats=2, compile_port=True):
+def bench_tvl1(first, second, device="cpu", repeats=2, compile_port=True, block=10):
     """Seconds per pair on all cores: OpenCV's pool (flow_pair_s_opencv) and the port on the CPU one pair at a
     time as the extractor runs it, eager (flow_pair_s_torch_eager), compiled one inner iteration per call
     (flow_pair_s_torch_compiled, with compile_s: the first calls, which compile unless inductor's cache on this
-    machine holds the kernels) and in blocks of port.BLOCK (flow_pair_s_torch_blocks, compile_s_blocks), and
+    machine holds the kernels) and in blocks of `block` (flow_pair_s_torch_blocks, compile_s_blocks), and
     the floor of the blocks (flow_floor_s: their compiled block step alone, see floor_time);
     flow_pair_s_torch is the fastest port; each the minimum over `repeats`. flow_unsure_verdicts: verdicts 2
     over the pairs' solves. With CUDA on `device`: flow_pairs_per_s_cuda {batch: pairs/s}. Also parity with
@@ -167,18 +167,18 @@ def bench_tvl1(first, second, device="cpu", repeats=2, compile_port=True):
     res["flow_rel_l2_median"], res["flow_rel_l2_p95"] = parity(eager[0][1], ref)
     res["flow_pair_s_torch"] = res["flow_pair_s_torch_eager"]
     if compile_port:
-        for block, name in ((1, ""), (port.BLOCK, "_blocks")):
+        for k, name in ((1, ""), (block, "_blocks")):
             start = time.perf_counter()
-            port.tvl1(first[:2], second[:2], grid=GRID, compiled=True, block=block)   # both kernel classes
-            port.tvl1(first[:1], second[:1], grid=GRID, compiled=True, block=block)
+            port.tvl1(first[:2], second[:2], grid=GRID, compiled=True, block=k)   # both kernel classes
+            port.tvl1(first[:1], second[:1], grid=GRID, compiled=True, block=k)
             res["compile_s" + name] = time.perf_counter() - start
-            comp = [port_time(first, second, compiled=True, block=block) for _ in range(repeats)]
+            comp = [port_time(first, second, compiled=True, block=k) for _ in range(repeats)]
             res["flow_pair_s_torch" + (name or "_compiled")] = min(r[0] for r in comp)
             res["flow_pair_s_torch"] = min(res["flow_pair_s_torch"], min(r[0] for r in comp))
         res["flow_rel_l2_median_compiled"], res["flow_rel_l2_p95_compiled"] = parity(comp[0][1], ref)
-        calls, res["flow_unsure_verdicts"] = block_calls(first, second, port.BLOCK)
-        res["flow_floor_s"] = min(floor_time(calls, port.BLOCK) for _ in range(repeats)) / len(first)
-        res["block"] = port.BLOCK
+        calls, res["flow_unsure_verdicts"] = block_calls(first, second, block)
+        res["flow_floor_s"] = min(floor_time(calls, block) for _ in range(repeats)) / len(first)
+        res["block"] = block
     if torch.device(device).type == "cuda":
         res["flow_pairs_per_s_cuda"] = cuda_rates(first, second, device)
     return res
@@ -186,7 +186,7 @@ def bench_tvl1(first, second, device="cpu", repeats=2, compile_port=True):
 
 def cuda_rates(first, second, device, batches=CUDA_BATCHES, compiled=None, block=None):
     """{batch: pairs per second} of the port on `device`, compiled or not (None: as the extractor runs it,
-    torch.compile'd where it can be), `block` inner iterations per call (None: the port's BLOCK), the pairs
+    torch.compile'd where it can be), `block` inner iterations per call (None: the port's BLOCK for it), the pairs
     tiled to fill each batch (after a warm-up, which compiles)."""
     compiled = flowlib.port_compiles(torch.device(device)) if compiled is None else compiled
     rates = {}

@@ -6,7 +6,7 @@ import torch
 
 from features import flow
 from features.streams import FlowPool
-from videos import moving_frames
+from videos import moving_frames, write_video
 
 
 def gray_pair(dx, dy, w=300, h=256):
@@ -91,6 +91,19 @@ def test_flow_backend_auto_is_the_port_where_it_compiles_or_the_folders_own():
         flow.resolve_backend("torch", "dis", cpu)
     with pytest.raises(ValueError, match="--flow-backend gpu"):
         flow.resolve_backend("gpu", "tvl1", cpu)
+
+
+def test_auto_leaves_a_job_too_short_to_repay_the_compilation_to_opencv(tmp_path):
+    cpu, cuda, n = torch.device("cpu"), torch.device("cuda"), flow.BREAK_EVEN_PAIRS
+    assert flow.resolve_backend("auto", "tvl1", cpu, pairs=n - 1) == "opencv"
+    assert flow.resolve_backend("auto", "tvl1", cpu, pairs=n) == "torch"
+    assert flow.resolve_backend("auto", "tvl1", cpu, recorded="torch", pairs=1) == "torch"      # the folder's own
+    assert flow.resolve_backend("auto", "tvl1", cuda, pairs=1) == "torch"
+    assert str(n) in flow.auto_reason("opencv", cpu, n - 1)
+    write_video(tmp_path / "a.mp4", moving_frames(50, w=64, h=48), fps=25)               # 2 s
+    assert flow.job_pairs([tmp_path / "a.mp4"] * 2, 25) == 100
+    (tmp_path / "bad.mp4").write_bytes(b"not a video")
+    assert flow.job_pairs([tmp_path / "a.mp4", tmp_path / "bad.mp4"], 25) is None
 
 
 def test_the_port_follows_the_installed_opencvs_remap_rule():
