@@ -169,14 +169,16 @@ class Extractor:
     the flow workers stop; they are spawned processes, so a script using it needs the usual
     `if __name__ == "__main__":` guard."""
 
-    def __init__(self, options, recorded=None):
+    def __init__(self, options, recorded=None, pairs=None):
         """`recorded`: the flow backend of the features already in the folder this will extract into (what
-        --flow-backend auto then takes)."""
+        --flow-backend auto then takes); `pairs`: the job's frame pairs (flow.job_pairs; None: unknown)."""
         options.check()
         videolib.pyav()                                    # decoding needs PyAV: say so before anything starts
         self.options = options
         self.device = resolve_device(options.device)
-        backend = flowlib.resolve_backend(options.flow_backend, options.flow, self.device, recorded)
+        backend = flowlib.resolve_backend(options.flow_backend, options.flow, self.device, recorded, pairs)
+        if options.flow_backend == "auto" and options.flow == "tvl1" and not recorded:
+            print(f"note: --flow-backend auto: {flowlib.auto_reason(backend, self.device, pairs)}", file=sys.stderr)
         workers = os.cpu_count() if options.workers is None else options.workers
         self.executor = start_workers(workers) if backend == "opencv" else None
         try:
@@ -323,5 +325,7 @@ def extract(inputs, out_dir, options, shard=None, overwrite=False, progress=True
             "auto", options.flow, resolve_device(options.device)):
         print(f"note: {out_dir} holds features whose flow the {recorded} backend computed; --flow-backend auto "
               "continues with it (a folder never mixes backends)", file=sys.stderr)
-    with Extractor(options, recorded) as extractor:
+    pairs = flowlib.job_pairs([path for _, path in videos[shard[0]::shard[1]]], options.fps) \
+        if options.flow_backend == "auto" and options.flow == "tvl1" and not recorded else None
+    with Extractor(options, recorded, pairs) as extractor:
         return extractor.run(videos, out_dir, shard, overwrite, progress)

@@ -7,8 +7,8 @@ Methods:
   same algorithm in PyTorch ops on the extraction device, several snippets' pairs in one batch on a GPU,
   following the installed OpenCV's remap rule, its kernels torch.compile'd where they can be). "auto" takes
   the port, on a CPU only where torch.compile can build it (compiled, it is faster than OpenCV's process pool
-  there; op by op, no faster: docs/optical_flow.md), and a feature folder's recorded backend when it
-  continues one.
+  there; op by op, no faster: docs/optical_flow.md) and for a job of at least BREAK_EVEN_PAIRS frame pairs
+  (fewer do not repay the compilation), and a feature folder's recorded backend when it continues one.
 - "dis": OpenCV's DIS (PRESET_MEDIUM) on the same grayscale frames; ~100x faster, NOT what the released
   feature sets used: for a quick look only.
 - "raft": torchvision's RAFT-Large with a user-supplied state_dict, on the RGB frames, on the extraction
@@ -33,12 +33,13 @@ import cv2
 import numpy as np
 import torch
 
-from features.tvl1 import TAB, cubic_weights, tvl1
+from features.tvl1 import TAB, compile_options, cubic_weights, tvl1
 
 METHODS = ("tvl1", "dis", "raft")
 BACKENDS = ("auto", "opencv", "torch")
 IMPLEMENTED = {"tvl1": ("opencv", "torch"), "dis": ("opencv",), "raft": ("torch",)}   # method -> backends
 CLIP = 20.0
+BREAK_EVEN_PAIRS = 60   # a CPU job's frame pairs that repay the port's first calls: 45 s cold / (1.30 - 0.54) s per pair
 _engines = {}                     # per process: method -> OpenCV flow object (workers build theirs once)
 
 
@@ -75,28 +76,57 @@ def check_backend(backend, method):
         raise ValueError(f"--flow-backend {backend}: --flow {method} has only the {IMPLEMENTED[method][0]} backend")
 
 
-def resolve_backend(backend, method, device, recorded=None):
+def resolve_backend(backend, method, device, recorded=None, pairs=None):
     """The implementation that computes `method` on `device` ("opencv" or "torch"); ValueError as check_backend.
     "auto": `recorded` (the backend a feature folder's features of this method were made with: a folder never
     mixes backends) if given, else the PyTorch port for tvl1 on CUDA, and on a CPU where torch.compile can build
-    it (compiled, it is faster than OpenCV's process pool there: docs/optical_flow.md)."""
+    it (compiled, in blocks, it is faster than OpenCV's process pool there: docs/optical_flow.md) unless the
+    job's `pairs` (frame pairs, None: unknown) are fewer than BREAK_EVEN_PAIRS, too few to repay the
+    compilation."""
     check_backend(backend, method)
     if backend != "auto":
         return backend
     if recorded in IMPLEMENTED[method]:
         return recorded
     if method == "tvl1":
-        return "torch" if device.type == "cuda" or port_compiles(device) else "opencv"
+        if device.type == "cuda":
+            return "torch"
+        repays = pairs is None or pairs >= BREAK_EVEN_PAIRS
+        return "torch" if repays and port_compiles(device) else "opencv"
     return IMPLEMENTED[method][0]
 
 
+def job_pairs(paths, fps):
+    """The frame pairs a job of videos `paths` resampled to `fps` has, from their headers (None where one has
+    no stated duration or cannot be read: the job's size is then unknown)."""
+    from features.video import VideoError, probe
+    try:
+        durations = [probe(path)["duration"] for path in paths]
+    except VideoError:
+        return None
+    return None if None in durations else int(sum(durations) * fps)
+
+
+def auto_reason(backend, device, pairs):
+    """One line saying why resolve_backend's "auto" took `backend` for tvl1 on `device` for a job of `pairs`."""
+    if device.type == "cuda":
+        return "the PyTorch port on the GPU"
+    if backend == "opencv" and pairs is not None and pairs < BREAK_EVEN_PAIRS:
+        return (f"OpenCV's process pool: {pairs} frame pairs are fewer than the {BREAK_EVEN_PAIRS} that repay the "
+                "port's compilation on a CPU")
+    if backend == "opencv":
+        return "OpenCV's process pool: torch.compile cannot build the port here (no C++ compiler)"
+    return "the PyTorch port, compiled, in blocks (faster than OpenCV's process pool once compiled)"
+
+
 def port_compiles(device):
-    """Whether torch.compile can build the TV-L1 port's kernels on `device`: Triton for CUDA, a C++ compiler
-    for a CPU (inductor's own search: $CXX, g++, clang++, ...)."""
+    """Whether torch.compile can build the TV-L1 port's kernels on `device` so that they compute the op-by-op
+    fields: Triton and the inductor settings of tvl1.compile_options for CUDA, a C++ compiler for a CPU
+    (inductor's own search: $CXX, g++, clang++, ...)."""
     try:
         if device.type == "cuda":
             from torch.utils._triton import has_triton
-            return has_triton()
+            return has_triton() and compile_options(device) is not None
         from torch._inductor.cpp_builder import get_cpp_compiler
         return bool(get_cpp_compiler())
     except Exception:                # inductor's "no valid compiler" and any failure to import it alike

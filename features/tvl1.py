@@ -30,12 +30,16 @@ Replicated, step by step (each is tested against OpenCV on its own in tests/test
   squared updates in row-major order, is <= float32(epsilon^2 H W) stops its current warp (both loops), each
   pair on its own; finished pairs leave the working batch, so batching does not change a pair's result. The
   test is decided from a float64 sum on the device wherever the serial sum's rounding bound keeps it on one
-  side of the limit, and by the serial sum itself (numpy's accumulate on the host) for the few pairs near it:
-  one copy of a verdict per pair from the device per inner iteration.
+  side of the limit, and by the serial sum itself (numpy's accumulate on the host) for the few pairs near it;
+- blocks: one call runs up to `block` inner iterations (one compiled graph), a pair whose verdict is not 0
+  keeps that iteration's state (masks), and the block's verdicts reach the host in one copy (plus the updates
+  of the pairs whose verdict is 2; one that goes on resumes alone): the per-iteration loop's fields bit for
+  bit, whatever the block.
 
 Known to differ, in the last bit: OpenCV 5.0's enlarging resize at some pixels and its remap at a few border
 pixels; torch.hypot (SLEEF on vector lanes) against glibc's hypotf in rare cases. (The compiled kernels,
-`compiled=True`, gave the eager ops' fields bit for bit wherever compared.) One pyramid level then agrees
+`compiled=True`, gave the eager ops' fields bit for bit wherever compared on a CPU; on CUDA that rests
+on compile_options.) One pyramid level then agrees
 with OpenCV to 1e-7 relative L2, but the thresholding and median steps amplify such differences over 5
 levels where the motion is discontinuous (see docs/optical_flow.md for the figures). Map coordinates beyond
 the 16-bit range OpenCV saturates to are not saturated here.
@@ -48,6 +52,9 @@ import torch.nn.functional as F
 TAU, LAMBDA, THETA = 0.25, 0.15, 0.3
 SCALES, WARPS, EPSILON = 5, 5, 0.01
 INNER, OUTER = 30, 10
+# inner iterations per call of the block step (one compiled graph, one copy of verdicts) by device type: on 2
+# CPU cores blocks of 10 were slower than single iterations (docs/optical_flow.md); CUDA's is unmeasured yet
+BLOCK = {"cpu": 1, "cuda": 10}
 SCALE_STEP = 0.8
 MIN_SIZE = 16                      # pyramid levels under this many px (rows or cols) are dropped
 TAB = 32                           # INTER_TAB_SIZE: remap coordinates are rounded to 1/32 px
@@ -383,35 +390,83 @@ def serial_sum(x):
     return np.add.accumulate(flat, axis=1, dtype=np.float32)[:, -1]
 
 
-def stopped(update, verdict, eps):
-    """Per pair, OpenCV's stopping test serial_sum(update) <= eps -> bool numpy [b], given stop_verdict's
-    `verdict` [b] (one small copy from the device); the serial sum is computed on the host, and only for the
-    pairs whose verdict is 2."""
-    verdict = verdict.cpu().numpy()
+def block_step(k):
+    """`step(state, warp, limits, budget)`: up to k inner iterations in one call (one compiled graph), each pair
+    i running at most budget[i] (int32 tensor [b]) of them and keeping the state of the iteration whose
+    stop_verdict is not 0 (frozen with masks from there on), so that its iterates are the per-iteration loop's
+    bit for bit -> (state, the squared update of each pair's last iteration [b, H, W], int32 [2, b]: the
+    iterations each pair ran and the verdict of its last one)."""
+    def step(state, warp, limits, budget):
+        ran = torch.zeros_like(budget)
+        last = torch.zeros_like(budget)
+        going = budget > 0
+        update = None
+        for i in range(k):
+            new, new_update, verdict = iteration(state, warp, limits)
+            run = going & (budget > i)
+            state = torch.where(run[:, None, None, None, None], new, state)
+            update = new_update if update is None else torch.where(run[:, None, None], new_update, update)
+            last = torch.where(run, verdict.to(last.dtype), last)
+            ran = ran + run.to(ran.dtype)
+            going = run & (verdict == 0)
+        return state, update, torch.stack([ran, last])
+    return step
+
+
+def verdicts(info, update, eps):
+    """The host's part of a block: its verdicts `info` (block_step's int32 [2, b], the one copy from the device)
+    -> (iterations run [b], stopped bool [b]) numpy, OpenCV's test serial_sum(update) <= eps decided on the
+    host for the pairs whose verdict is 2 (a second copy, of their updates only: see stop_verdict)."""
+    ran, verdict = info.cpu().numpy()
     unsure = np.flatnonzero(verdict == 2)
     if len(unsure):
         verdict[unsure] = serial_sum(update[torch.from_numpy(unsure).to(update.device)]) <= eps
-    return verdict.astype(bool)
+    return ran, verdict == 1
 
 
-def kernels(compiled=False):
-    """(warp_constants, iteration, median5): as written, or torch.compile'd (dynamic shapes: compiled on first
-    use in a process, once for a batch of one pair and once for larger batches, then reused at every size)."""
-    if not compiled:
-        return warp_constants, iteration, median5
-    if not _COMPILED:
-        _COMPILED.extend(_compile(f) for f in (warp_constants, iteration, median5))
-    return tuple(_COMPILED)
+def compile_options(device, known=None):
+    """The inductor settings under which the port's compiled kernels compute the eager ops' fields on
+    `device`'s kind, or None where `known` (inductor's config names; None: the installed torch's) lacks them:
+    the port then runs op by op there (the same fields, slower). A CPU needs none. CUDA: Triton's
+    float32 division rounded as eager's (eager_numerics.division_rounding, named emulate_divison_rounding in
+    torch 2.10) and no contraction of multiply-adds (emulate_precision_casts), both required; denormals kept
+    and the CUDA toolkit's libdevice (eager_numerics.disable_ftz, use_pytorch_libdevice) where they exist."""
+    if torch.device(device).type != "cuda":
+        return {}
+    known = torch._inductor.config.get_config_copy() if known is None else known
+    division = [k for k in ("eager_numerics.division_rounding", "emulate_divison_rounding") if k in known]
+    if not division or "emulate_precision_casts" not in known:
+        return None
+    wanted = division[:1] + ["emulate_precision_casts", "eager_numerics.disable_ftz",
+                             "eager_numerics.use_pytorch_libdevice"]
+    return {k: True for k in wanted if k in known}
 
 
-_COMPILED = []
+def kernels(compiled=False, device="cpu", block=None):
+    """(warp_constants, the block step (block_step(block)), median5): as written, or torch.compile'd with
+    compile_options(device) (dynamic shapes: compiled on first use in a process, once for a batch of one pair
+    and once for larger batches, then reused at every size). Where the installed torch lacks those options for
+    the device, op by op (the same fields, slower). block None: BLOCK for the device's type."""
+    block = block or BLOCK.get(torch.device(device).type, 1)
+    options = compile_options(device) if compiled else None
+    if options is None:
+        return warp_constants, block_step(block), median5
+    key = (torch.device(device).type, block)
+    if key not in _COMPILED:
+        _COMPILED[key] = (_compile(warp_constants, options), _compile(block_step(block), options, True),
+                          _compile(median5, options))
+    return _COMPILED[key]
 
 
-def _compile(f):
-    """torch.compile(f, dynamic=True), traced without duck sizing: otherwise sizes that happen to be equal when
-    it traces (a batch of 2 pairs and the 2 flow components, the rows and columns of a square frame) are taken
-    as equal for good, and every other batch or size compiles anew."""
-    compiled = torch.compile(f, dynamic=True)
+_COMPILED = {}                      # (device type, block) -> the compiled kernels, built once per process
+
+
+def _compile(f, options, fullgraph=False):
+    """torch.compile(f, dynamic=True) with inductor `options`, traced without duck sizing: otherwise sizes that
+    happen to be equal when it traces (a batch of 2 pairs and the 2 flow components, the rows and columns of a
+    square frame) are taken as equal for good, and every other batch or size compiles anew. fullgraph: no
+    graph break (so nothing in f waits on the host)."""
+    compiled = torch.compile(f, dynamic=True, fullgraph=fullgraph, options=options or None)
 
     def call(*args):
         duck, fx_config.use_duck_shape = fx_config.use_duck_shape, False
@@ -425,22 +480,37 @@ def _compile(f):
 def _warp_iterations(state, warp, eps, steps):
     """The outer/inner loops of one warp for a batch: state [b, 3, 2, H, W] and warp constants (see iteration).
     Each pair stops when its own error is <= eps (it leaves the working batch, the others go on). `steps`:
-    kernels(). Returns the new state."""
+    kernels(); each call of its block step runs up to its k iterations and copies its verdicts to the host
+    once. Returns the new state."""
     _, step, median = steps
-    out, active = torch.empty_like(state), torch.arange(len(state), device=state.device)
+    out, active = torch.empty_like(state), np.arange(len(state))
     limits = stop_limits(eps, state.shape[-2] * state.shape[-1], state.device)
     for _ in range(OUTER):
         state[:, 0] = median(state[:, 0])
-        for _ in range(INNER):
-            state, update, verdict = step(state, warp, limits)
-            done = stopped(update, verdict, eps)
-            if done.any():
-                done = torch.from_numpy(done).to(state.device)
-                out[active[done]] = state[done]
-                state, warp, active = state[~done], warp[~done], active[~done]
+        left = np.full(len(active), INNER)
+        while left.any():
+            going = np.flatnonzero(left)                       # all but a pair resumed after a verdict 2
+            index = None if len(going) == len(left) else torch.from_numpy(going).to(state.device)
+            part = (state, warp) if index is None else (state[index], warp[index])
+            budget = torch.from_numpy(left[going].astype(np.int32)).to(state.device)
+            new, update, info = step(*part, limits, budget)
+            ran, done = verdicts(info, update, eps)
+            if index is None:
+                state = new
+            else:
+                state[index] = new
+            left[going] -= ran
+            left[going[done]] = 0
+            finished = np.zeros(len(active), bool)
+            finished[going[done]] = True
+            if finished.any():
+                keep = torch.from_numpy(np.flatnonzero(~finished)).to(state.device)
+                out[torch.from_numpy(active[finished]).to(state.device)] = state[torch.from_numpy(
+                    np.flatnonzero(finished)).to(state.device)]
+                state, warp, active, left = state[keep], warp[keep], active[~finished], left[~finished]
                 if not len(active):
                     return out
-    out[active] = state
+    out[torch.from_numpy(active).to(state.device)] = state
     return out
 
 
@@ -457,17 +527,19 @@ def _solve_scale(i0, i1, u, grid, steps):
 
 
 @torch.inference_mode()
-def tvl1(first, second, device="cpu", grid=TAB, compiled=False):
+def tvl1(first, second, device="cpu", grid=TAB, compiled=False, block=None):
     """OpenCV's CPU Dual TV-L1 (defaults) for each pair (first[i], second[i]): uint8 grayscale [B, H, W] numpy
     arrays or tensors (same type, shape) -> float32 displacements [B, H, W, 2] in pixels (x, y), computed on
     `device` (str or torch.device): a numpy array for numpy input, else a tensor on `device`. `grid`: the remap
     coordinate grid, 32 as OpenCV up to 4.x (which made the released feature sets), None for OpenCV 5.0's
-    exact coordinates (see remap_cubic). `compiled`: run the warp, the inner iteration and the median filter
-    through torch.compile (about 3x faster on a CPU once compiled; the same fields as the eager ops, bit for bit
-    wherever compared: tests/test_tvl1.py)."""
+    exact coordinates (see remap_cubic). `compiled`: run the warp, the block of inner iterations and the
+    median filter through torch.compile (about 3x faster on a CPU once compiled; the same fields as the eager
+    ops bit for bit, tests/test_tvl1.py; on CUDA under compile_options, op by op where the installed torch
+    lacks them). `block`: inner iterations per call and per copy of verdicts to the host (None: BLOCK of the
+    device's type; it changes no field)."""
     as_numpy = isinstance(first, np.ndarray)
     i0, i1 = _inputs(first, second, device)
-    sizes, steps = pyramid_sizes(*i0.shape[-2:]), kernels(compiled)
+    sizes, steps = pyramid_sizes(*i0.shape[-2:]), kernels(compiled, i0.device, block)
     levels = [(i0, i1)]
     for size in sizes[1:]:
         levels.append(tuple(resize_linear(x, size, SCALE_STEP) for x in levels[-1]))

@@ -92,8 +92,8 @@ def one_core_flow_rows(gray, tvl1_pairs, dis_pairs):
 
 def all_cores_flow_rows(device, pairs=FLOW_PAIRS):
     """(rows, JSON keys) of TV-L1 on all cores (bench_flow.bench_tvl1 on its generated pairs, one run each):
-    OpenCV's pool, the port eager and torch.compile'd (as the extractor runs it) and, with CUDA, the port per
-    batch size."""
+    OpenCV's pool, the port eager, torch.compile'd one iteration per call and in blocks (as the extractor runs
+    it), the blocks' floor and, with CUDA, the port per batch size."""
     res = bench_tvl1(*natural_pairs(pairs), device=str(device), repeats=1)
     cores, opencv_s, threads = res["cores"], res["flow_pair_s_opencv"], res["torch_threads"]
     rows = [(f"flow TV-L1 OpenCV ({cores} cores)", opencv_s, None,
@@ -101,10 +101,15 @@ def all_cores_flow_rows(device, pairs=FLOW_PAIRS):
             (f"flow TV-L1 eager ({cores} cores)", res["flow_pair_s_torch_eager"], opencv_s,
              f"vs the OpenCV pool; {threads} threads; rel L2 to OpenCV {res['flow_rel_l2_median']:.3f} median"),
             (f"flow TV-L1 compiled ({cores} cores)", res["flow_pair_s_torch_compiled"], opencv_s,
-             f"vs the OpenCV pool; torch.compile, first calls {res['compile_s']:.0f} s")]
+             f"vs the OpenCV pool; torch.compile, one iteration per call, first calls {res['compile_s']:.0f} s"),
+            (f"flow TV-L1 compiled, blocks ({cores} cores)", res["flow_pair_s_torch_blocks"], opencv_s,
+             f"vs the OpenCV pool; {res['block']} iterations per call, first calls {res['compile_s_blocks']:.0f} s"),
+            (f"flow TV-L1 floor of the blocks ({cores} cores)", res["flow_floor_s"], res["flow_pair_s_torch_blocks"],
+             "vs the blocks: the compiled block step alone, as the solve calls it")]
     keys = {k: res[k] for k in ("flow_pair_s_opencv", "flow_pair_s_torch", "flow_pair_s_torch_eager",
                                 "flow_pair_s_torch_compiled", "compile_s", "flow_pairs", "cores",
-                                "flow_rel_l2_median", "flow_rel_l2_p95")}
+                                "flow_rel_l2_median", "flow_rel_l2_p95", "flow_pair_s_torch_blocks",
+                                "flow_floor_s")}
     if "flow_pairs_per_s_cuda" in res:
         keys["flow_pairs_per_s_cuda"] = res["flow_pairs_per_s_cuda"]
         rows += [(f"flow TV-L1 port CUDA (B{b})", 1 / rate, opencv_s, f"{rate:.0f} pairs/s, 256x341, vs the OpenCV pool")

@@ -88,18 +88,55 @@ def opencv_pool(first, second, workers=None):
     return seconds / len(first), np.concatenate(fields)
 
 
-def port_time(first, second, device="cpu", batch=None, compiled=False):
+def port_time(first, second, device="cpu", batch=None, compiled=False, block=None):
     """The port over all pairs in batches of `batch` (None: as the extractor, one pair at a time on a CPU, 16 on
-    a GPU) -> (seconds per pair, finished fields [n, 224, 224, 2])."""
+    a GPU), `block` inner iterations per call (None: the port's BLOCK) -> (seconds per pair, finished fields
+    [n, 224, 224, 2])."""
     batch = batch or (1 if torch.device(device).type == "cpu" else 16)
     out, start = [], time.perf_counter()
     for i in range(0, len(first), batch):
         flow = port.tvl1(torch.from_numpy(first[i:i + batch]), torch.from_numpy(second[i:i + batch]),
-                         device=device, grid=GRID, compiled=compiled)
+                         device=device, grid=GRID, compiled=compiled, block=block)
         out.append(flow.cpu().numpy())
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - start) / len(first), flowlib.finish(np.concatenate(out))
+
+
+def block_calls(first, second, block):
+    """The compiled solve of each pair, one at a time, recording its block calls -> [(state shape, budgets)],
+    and the number of verdicts 2 (the serial sum on the host) among them."""
+    calls, unsure, verdicts = [], [0], port.verdicts
+
+    def record(info, update, eps):
+        calls.append((update.shape, info[0].clone()))
+        unsure[0] += int((info[1] == 2).sum())
+        return verdicts(info, update, eps)
+    port.verdicts = record
+    try:
+        for i in range(len(first)):
+            port.tvl1(first[i:i + 1], second[i:i + 1], grid=GRID, compiled=True, block=block)
+    finally:
+        port.verdicts = verdicts
+    return calls, unsure[0]
+
+
+def floor_time(calls, block):
+    """What the solve would cost with zero overhead: the compiled block step alone, called as the solve calls
+    it (`calls` of block_calls: the same sizes and iterations, on zero flows), seconds in all."""
+    step = port.kernels(True, "cpu", block)[1]
+    zeros = {}
+    with torch.inference_mode():
+        for shape, ran in calls:
+            if shape not in zeros:
+                b, h, w = shape
+                zeros[shape] = (torch.zeros(b, 3, 2, h, w), torch.zeros(b, 4, h, w),
+                                port.stop_limits(np.float32(1e-4 * h * w), h * w, "cpu") * 0)
+        start = time.perf_counter()
+        for shape, ran in calls:
+            state, warp, limits = zeros[shape]
+            step(state, warp, limits, ran)
+        return time.perf_counter() - start
 
 
 GRID = flowlib.opencv_remap_grid()        # the installed OpenCV's remap rule, as the extractor gives the port
@@ -111,12 +148,15 @@ def parity(ours, ref):
     return float(np.median(rel)), float(np.percentile(rel, 95))
 
 
-def bench_tvl1(first, second, device="cpu", repeats=2, compile_port=True):
+def bench_tvl1(first, second, device="cpu", repeats=2, compile_port=True, block=10):
     """Seconds per pair on all cores: OpenCV's pool (flow_pair_s_opencv) and the port on the CPU one pair at a
-    time as the extractor runs it, eager (flow_pair_s_torch_eager) and compiled (flow_pair_s_torch_compiled,
-    with compile_s: the first calls, which compile unless inductor's cache on this machine holds the kernels);
-    flow_pair_s_torch is the faster port; each the minimum over `repeats`. With CUDA on `device`:
-    flow_pairs_per_s_cuda {batch: pairs/s}. Also parity with OpenCV (flow_rel_l2_median, flow_rel_l2_p95)."""
+    time as the extractor runs it, eager (flow_pair_s_torch_eager), compiled one inner iteration per call
+    (flow_pair_s_torch_compiled, with compile_s: the first calls, which compile unless inductor's cache on this
+    machine holds the kernels) and in blocks of `block` (flow_pair_s_torch_blocks, compile_s_blocks), and
+    the floor of the blocks (flow_floor_s: their compiled block step alone, see floor_time);
+    flow_pair_s_torch is the fastest port; each the minimum over `repeats`. flow_unsure_verdicts: verdicts 2
+    over the pairs' solves. With CUDA on `device`: flow_pairs_per_s_cuda {batch: pairs/s}. Also parity with
+    OpenCV (flow_rel_l2_median, flow_rel_l2_p95)."""
     torch.set_num_threads(os.cpu_count())
     runs = [opencv_pool(first, second) for _ in range(repeats)]
     res = {"flow_pair_s_opencv": min(r[0] for r in runs), "flow_pairs": len(first), "cores": os.cpu_count(),
@@ -127,30 +167,35 @@ def bench_tvl1(first, second, device="cpu", repeats=2, compile_port=True):
     res["flow_rel_l2_median"], res["flow_rel_l2_p95"] = parity(eager[0][1], ref)
     res["flow_pair_s_torch"] = res["flow_pair_s_torch_eager"]
     if compile_port:
-        start = time.perf_counter()
-        port.tvl1(first[:2], second[:2], grid=GRID, compiled=True)          # both kernel classes: one pair, more
-        port.tvl1(first[:1], second[:1], grid=GRID, compiled=True)
-        res["compile_s"] = time.perf_counter() - start
-        comp = [port_time(first, second, compiled=True) for _ in range(repeats)]
-        res["flow_pair_s_torch_compiled"] = min(r[0] for r in comp)
+        for k, name in ((1, ""), (block, "_blocks")):
+            start = time.perf_counter()
+            port.tvl1(first[:2], second[:2], grid=GRID, compiled=True, block=k)   # both kernel classes
+            port.tvl1(first[:1], second[:1], grid=GRID, compiled=True, block=k)
+            res["compile_s" + name] = time.perf_counter() - start
+            comp = [port_time(first, second, compiled=True, block=k) for _ in range(repeats)]
+            res["flow_pair_s_torch" + (name or "_compiled")] = min(r[0] for r in comp)
+            res["flow_pair_s_torch"] = min(res["flow_pair_s_torch"], min(r[0] for r in comp))
         res["flow_rel_l2_median_compiled"], res["flow_rel_l2_p95_compiled"] = parity(comp[0][1], ref)
-        res["flow_pair_s_torch"] = min(res["flow_pair_s_torch"], res["flow_pair_s_torch_compiled"])
+        calls, res["flow_unsure_verdicts"] = block_calls(first, second, block)
+        res["flow_floor_s"] = min(floor_time(calls, block) for _ in range(repeats)) / len(first)
+        res["block"] = block
     if torch.device(device).type == "cuda":
         res["flow_pairs_per_s_cuda"] = cuda_rates(first, second, device)
     return res
 
 
-def cuda_rates(first, second, device, batches=CUDA_BATCHES, compiled=None):
+def cuda_rates(first, second, device, batches=CUDA_BATCHES, compiled=None, block=None):
     """{batch: pairs per second} of the port on `device`, compiled or not (None: as the extractor runs it,
-    torch.compile'd where it can be), the pairs tiled to fill each batch (after a warm-up, which compiles)."""
+    torch.compile'd where it can be), `block` inner iterations per call (None: the port's BLOCK for it), the pairs
+    tiled to fill each batch (after a warm-up, which compiles)."""
     compiled = flowlib.port_compiles(torch.device(device)) if compiled is None else compiled
     rates = {}
     for b in batches:
         reps = -(-b // len(first))
         f, s = np.concatenate([first] * reps)[:b], np.concatenate([second] * reps)[:b]
-        port_time(f[:2], s[:2], device, batch=2, compiled=compiled)
+        port_time(f[:2], s[:2], device, batch=2, compiled=compiled, block=block)
         try:
-            rates[b] = 1.0 / port_time(f, s, device, batch=b, compiled=compiled)[0]
+            rates[b] = 1.0 / port_time(f, s, device, batch=b, compiled=compiled, block=block)[0]
         except torch.cuda.OutOfMemoryError:                  # the largest batches need a large GPU
             rates[b] = None
             torch.cuda.empty_cache()

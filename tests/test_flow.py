@@ -6,7 +6,7 @@ import torch
 
 from features import flow
 from features.streams import FlowPool
-from videos import moving_frames
+from videos import moving_frames, write_video
 
 
 def gray_pair(dx, dy, w=300, h=256):
@@ -74,7 +74,7 @@ def test_params_are_opencv_defaults():
         flow.params("farneback")
 
 
-def test_flow_backend_auto_is_the_port_where_it_compiles_or_the_folders_own(monkeypatch):
+def test_flow_backend_auto_is_the_port_where_it_compiles_or_the_folders_own():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert flow.port_compiles(cpu)                                   # this machine has a C++ compiler
     assert flow.resolve_backend("auto", "tvl1", cpu) == "torch" and flow.resolve_backend("auto", "tvl1", cuda) == "torch"
@@ -82,13 +82,28 @@ def test_flow_backend_auto_is_the_port_where_it_compiles_or_the_folders_own(monk
     assert flow.resolve_backend("auto", "dis", cpu, recorded="torch") == "opencv"       # dis has no torch backend
     assert flow.resolve_backend("torch", "tvl1", cpu) == "torch" and flow.resolve_backend("opencv", "tvl1", cuda) == "opencv"
     assert flow.resolve_backend("auto", "dis", cuda) == "opencv" and flow.resolve_backend("auto", "raft", cpu) == "torch"
-    monkeypatch.setattr("torch._inductor.config.cpp.cxx", (None, "no-such-compiler"))    # as $CXX would set it
-    assert not flow.port_compiles(cpu) and flow.resolve_backend("auto", "tvl1", cpu) == "opencv"
-    assert flow.resolve_backend("auto", "tvl1", cuda) == "torch"                        # op by op on CUDA still
+    cxx = torch._inductor.config.cpp.cxx
+    with torch._inductor.config.patch({"cpp.cxx": (None, "no-such-compiler")}):          # as $CXX would set it
+        assert not flow.port_compiles(cpu) and flow.resolve_backend("auto", "tvl1", cpu) == "opencv"
+        assert flow.resolve_backend("auto", "tvl1", cuda) == "torch"                    # op by op on CUDA still
+    assert torch._inductor.config.cpp.cxx == cxx and flow.port_compiles(cpu)            # torch's config restored
     with pytest.raises(ValueError, match="--flow dis has only the opencv backend"):
         flow.resolve_backend("torch", "dis", cpu)
     with pytest.raises(ValueError, match="--flow-backend gpu"):
         flow.resolve_backend("gpu", "tvl1", cpu)
+
+
+def test_auto_leaves_a_job_too_short_to_repay_the_compilation_to_opencv(tmp_path):
+    cpu, cuda, n = torch.device("cpu"), torch.device("cuda"), flow.BREAK_EVEN_PAIRS
+    assert flow.resolve_backend("auto", "tvl1", cpu, pairs=n - 1) == "opencv"
+    assert flow.resolve_backend("auto", "tvl1", cpu, pairs=n) == "torch"
+    assert flow.resolve_backend("auto", "tvl1", cpu, recorded="torch", pairs=1) == "torch"      # the folder's own
+    assert flow.resolve_backend("auto", "tvl1", cuda, pairs=1) == "torch"
+    assert str(n) in flow.auto_reason("opencv", cpu, n - 1)
+    write_video(tmp_path / "a.mp4", moving_frames(50, w=64, h=48), fps=25)               # 2 s
+    assert flow.job_pairs([tmp_path / "a.mp4"] * 2, 25) == 100
+    (tmp_path / "bad.mp4").write_bytes(b"not a video")
+    assert flow.job_pairs([tmp_path / "a.mp4", tmp_path / "bad.mp4"], 25) is None
 
 
 def test_the_port_follows_the_installed_opencvs_remap_rule():
@@ -151,11 +166,11 @@ def test_a_failed_device_batch_leaves_no_snippet_behind_for_the_next_video():
 def test_the_port_falls_back_to_op_by_op_when_torch_compile_fails(monkeypatch, capsys):
     from features import tvl1 as port
 
-    def broken(f):
+    def broken(f, *options):
         def call(*args):
             raise torch._dynamo.exc.TorchDynamoException("CppCompileError: C++ compile error\nmore lines")
         return call
-    monkeypatch.setattr(port, "_COMPILED", [])
+    monkeypatch.setattr(port, "_COMPILED", {})
     monkeypatch.setattr(port, "_compile", broken)
     frames = np.stack(moving_frames(3, w=40, h=32, dx=1, dy=1))
     ported = flow.TorchTVL1("cpu", crop=32, compiled=True)

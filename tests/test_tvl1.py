@@ -208,7 +208,7 @@ def test_batching_never_changes_a_pair():
 
 
 def test_stopping_test_decides_as_opencvs_serial_float32_sum():
-    """stop_verdict reads a float64 sum and stopped() falls back to the serial float32 sum only near eps: the
+    """stop_verdict reads a float64 sum and verdicts() falls back to the serial float32 sum only near eps: the
     outcome equals serial_sum(update) <= eps at every eps, including the float32 neighbours of the serial sum."""
     rng = np.random.default_rng(5)
     update = torch.from_numpy((rng.random((3, 61, 83)) ** 4 * 0.3).astype(np.float32))
@@ -221,22 +221,143 @@ def test_stopping_test_decides_as_opencvs_serial_float32_sum():
             eps = np.float32(eps)
             verdict = port.stop_verdict(update, port.stop_limits(eps, 61 * 83, "cpu"))
             unsure += int(verdict[i] == 2)
-            assert port.stopped(update, verdict, eps)[i] == (s <= eps), (i, eps)
+            info = torch.stack([torch.ones(3, dtype=torch.int32), verdict.to(torch.int32)])
+            assert port.verdicts(info, update, eps)[1][i] == (s <= eps), (i, eps)
     assert 9 <= unsure < 21                                 # the neighbours need the serial sum; 0.5x, 2x do not
 
 
-def test_compiled_kernels_give_the_eager_fields_bit_for_bit():
-    """torch.compile'd kernels (the extractor's default) against the ops one by one. Pairs in twos that finish
-    together, so that the working batch never shrinks to one pair (one compilation, not two, for the suite's
-    time); that compilation then serves other batch sizes and frame sizes (nothing recompiles)."""
+def per_iteration_tvl1(first, second, stops):
+    """The solver as OpenCV's loops read, one pair and one inner iteration at a time, each verdict OpenCV's
+    serial float32 sum (port's step functions, eager) -> fields [B, H, W, 2]; `stops` receives, per warp, the
+    number of inner iterations it ran (counted from its first; 300: it never stopped)."""
+    out = []
+    for a, b in zip(first, second):
+        i0, i1 = torch.from_numpy(a[None]).float(), torch.from_numpy(b[None]).float()
+        sizes = port.pyramid_sizes(*a.shape)
+        levels = [(i0, i1)]
+        for size in sizes[1:]:
+            levels.append(tuple(port.resize_linear(x, size, port.SCALE_STEP) for x in levels[-1]))
+        u = i0.new_zeros((1, 2) + sizes[-1])
+        for s in reversed(range(len(sizes))):
+            (j0, j1), (h, w) = levels[s], sizes[s]
+            eps = np.float32(port.EPSILON * port.EPSILON * h * w)
+            limits, (jx, jy) = port.stop_limits(eps, h * w, "cpu"), port.centered_gradient(j1)
+            state = torch.stack([u, torch.zeros_like(u), torch.zeros_like(u)], 1)
+            for _ in range(port.WARPS):
+                warp, count, error = port.warp_constants(j0, j1, jx, jy, state[:, 0], GRID), 0, np.inf
+                for _ in range(port.OUTER):
+                    if error <= eps:
+                        break
+                    state[:, 0] = port.median5(state[:, 0])
+                    for _ in range(port.INNER):
+                        state, update, _ = port.iteration(state, warp, limits)
+                        count, error = count + 1, port.serial_sum(update)[0]
+                        if error <= eps:
+                            break
+                stops.append(count)
+            u = state[:, 0]
+            if s:
+                u = port.resize_linear(u, sizes[s - 1]) * np.float32(1 / port.SCALE_STEP)
+        out.append(u.permute(0, 2, 3, 1)[0].numpy())
+    return np.stack(out)
+
+
+def block_pairs():
+    """Pairs whose warps stop at iterations of every residue modulo 3 and 7, one at the first iteration (a
+    still pair) and whose fields are known to the per-iteration loop."""
+    pairs = [scene(kind, 40, 52, seed=3) for kind in ("translate", "occlusion", "still", "zoom", "rotate")]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+@pytest.fixture(scope="module")
+def per_iteration():
+    """block_pairs() and their per-iteration fields and stopping iterations."""
+    first, second = block_pairs()
+    stops = []
+    return first, second, per_iteration_tvl1(first, second, stops), stops
+
+
+@pytest.mark.parametrize("block", [1, 3, 7, 30])
+def test_blocks_give_the_per_iteration_fields_bit_for_bit(per_iteration, block):
+    first, second, ref, stops = per_iteration
+    positions = {(n - 1) % port.INNER % block for n in stops}          # where in its block each warp stopped
+    assert 1 in stops and (block == 30 or positions == set(range(block)))
+    assert np.array_equal(port.tvl1(first, second, grid=GRID, block=block), ref)
+
+
+def test_blocks_resolve_the_serial_sum_verdict_exactly(per_iteration, monkeypatch):
+    """With the float64 sum's band widened to eps / 4 .. 4 eps, most verdicts are 2 (OpenCV's serial sum on
+    the host) and most of those go on: the pairs resumed alone from inside a block keep the same fields."""
+    first, second, ref, _ = per_iteration
+    limits = port.stop_limits
+    monkeypatch.setattr(port, "stop_limits", lambda eps, n, device: limits(eps, n, device) * torch.tensor(
+        [0.25, 4.0], dtype=torch.float64))
+    calls = []
+    verdicts = port.verdicts
+    monkeypatch.setattr(port, "verdicts", lambda info, update, eps: calls.append(int((info[1] == 2).sum()))
+                        or verdicts(info, update, eps))
+    assert np.array_equal(port.tvl1(first, second, grid=GRID, block=7), ref)
+    assert sum(calls) > 50
+
+
+def test_a_warp_that_never_stops_runs_its_300_iterations_in_blocks(monkeypatch):
+    first, second = (f[None] for f in scene("occlusion", 32, 40, seed=2))
+    monkeypatch.setattr(port, "EPSILON", 0.0)
+    stops = []
+    ref = per_iteration_tvl1(first, second, stops)
+    assert set(stops) == {port.OUTER * port.INNER}
+    assert np.array_equal(port.tvl1(first, second, grid=GRID, block=7), ref)
+
+
+def test_one_copy_of_verdicts_per_block(monkeypatch):
+    """Host round trips of one solve: one per block call (verdicts()), each running up to k iterations; a
+    block is cut short only by the end of an outer pass (30 = 4 x 7 + 2) or by a stop (and by a verdict 2,
+    whose pair goes on alone); and the serial sum's copy only for verdicts 2."""
+    first, second = (f[None] for f in scene("zoom", 40, 52, seed=3))
+    calls, sums, medians = [], [], []
+    verdicts, serial_sum, median = port.verdicts, port.serial_sum, port.median5
+    monkeypatch.setattr(port, "verdicts", lambda info, update, eps: calls.append(info) or verdicts(info, update, eps))
+    monkeypatch.setattr(port, "serial_sum", lambda x: sums.append(len(x)) or serial_sum(x))
+    monkeypatch.setattr(port, "median5", lambda x: medians.append(1) or median(x))
+    port.tvl1(first, second, grid=GRID, block=7)
+    iterations = sum(int(info[0].sum()) for info in calls)
+    unsure = sum(int((info[1] == 2).sum()) for info in calls)
+    assert iterations > 100 and len(sums) == len([info for info in calls if (info[1] == 2).any()])
+    assert len(calls) <= -(-iterations // 7) + len(medians) + unsure
+    assert len(calls) <= iterations // 6                   # against one copy per iteration before
+
+
+def test_compiled_kernels_give_the_eager_fields_bit_for_bit(per_iteration):
+    """torch.compile'd kernels (the extractor's default) against the ops one by one, in blocks of 3 (the
+    compilation's time grows with the block; every block is the per-iteration loop's fields, tested eager
+    above). Pairs in twos that finish together, so that the working batch never shrinks to one pair (one
+    compilation, not two, for the suite's time); that compilation then serves other batch sizes and frame
+    sizes (nothing recompiles); then pairs that stop at every position of a block, one at the first iteration."""
     pairs = [scene(kind, 48, 61, seed=4) for kind in ("rotate", "occlusion")] * 2
     first, second = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
-    compiled = port.tvl1(first[::2], second[::2], grid=GRID, compiled=True)      # 2 pairs, as the 2 flow components
+    compiled = port.tvl1(first[::2], second[::2], grid=GRID, compiled=True, block=3)  # 2 pairs, as the 2 components
     assert compiled.any() and np.array_equal(compiled, port.tvl1(first[::2], second[::2], grid=GRID))
     with torch.compiler.set_stance("fail_on_recompile"):
-        assert np.array_equal(port.tvl1(first, second, grid=GRID, compiled=True), port.tvl1(first, second, grid=GRID))
+        assert np.array_equal(port.tvl1(first, second, grid=GRID, compiled=True, block=3),
+                              port.tvl1(first, second, grid=GRID))
         square = scene("translate", 40, 40, seed=1)
-        port.tvl1(np.stack([square[0]] * 3), np.stack([square[1]] * 3), grid=GRID, compiled=True)
+        port.tvl1(np.stack([square[0]] * 3), np.stack([square[1]] * 3), grid=GRID, compiled=True, block=3)
+    first, second, ref, _ = per_iteration                         # batches shrink to one pair: compiles for it
+    assert np.array_equal(port.tvl1(first, second, grid=GRID, compiled=True, block=3), ref)
+
+
+def test_cuda_compilations_get_the_eager_numerics_settings_or_none():
+    """Issue 29: Triton's approximate division and contracted multiply-adds would change the fields, so the
+    port compiles for CUDA only under the settings that keep eager's numerics, named as the installed torch
+    names them; without them, compile_options is None (op by op). A CPU needs none."""
+    known = torch._inductor.config.get_config_copy()
+    options = port.compile_options("cuda")
+    assert options["eager_numerics.division_rounding"] and options["emulate_precision_casts"]
+    assert set(options) <= set(known) and port.compile_options("cpu") == {}
+    renamed = {"emulate_divison_rounding": False, "emulate_precision_casts": False}             # torch 2.10
+    assert port.compile_options("cuda", renamed) == {"emulate_divison_rounding": True, "emulate_precision_casts": True}
+    assert port.compile_options("cuda", {"emulate_precision_casts": False}) is None
+    assert port.compile_options("cuda", {"eager_numerics.division_rounding": False}) is None
 
 
 def test_numpy_and_tensor_inputs_give_the_same_field():
