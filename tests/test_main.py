@@ -162,18 +162,27 @@ def test_gamma_is_the_inflation_only_and_class_weight_the_class_score_weight():
     assert not np.array_equal(reference(0.5, 0.2), reference(0.2, 0.2))
 
 
-def test_gpu_numerics_are_set_as_the_release_and_strict_fp32_turns_tf32_off(tmp_path):
+def test_gpu_numerics_are_set_as_the_release_and_strict_fp32_turns_tf32_off(tmp_path, monkeypatch):
+    """Set before anything is read (seen where the settings are first resolved), and the caller's flags are
+    back once main() returns (it also runs in-process)."""
+    seen = []
+
+    def resolve(args):
+        seen.append((torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+                     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(main, "resolve", resolve)
     bad = ["--data_path", str(tmp_path / "absent"), "--output_dir", str(tmp_path), "--inference_only"]
     try:
         for flags, tf32 in (([], True), (["--strict_fp32"], False), ([], True)):
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, True
-            with pytest.raises((FileNotFoundError, ValueError, SystemExit)):   # set before anything is read
+            with pytest.raises(ValueError, match="stop here"):
                 main.main(bad + flags)
-            assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
-            assert torch.backends.cudnn.allow_tf32 is tf32 and torch.backends.cuda.matmul.allow_tf32 is False
+            assert seen.pop() == (True, False, tf32, False)
+            assert not torch.backends.cudnn.deterministic and torch.backends.cudnn.benchmark   # the caller's
     finally:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, False
-        torch.backends.cudnn.allow_tf32 = True
 
 
 def test_help_shows_every_default_and_keeps_the_usage_lines(capsys):

@@ -1,5 +1,7 @@
-"""The one rule that turns a --device name into a torch device, for training, inference and extraction."""
+"""The one rule that turns a --device name into a torch device, for training, inference and extraction, and
+the restoring of the process-wide numerics flags a run sets on it."""
 import os
+from contextlib import contextmanager
 
 import torch
 
@@ -24,3 +26,20 @@ def resolve_device(name="auto", env=None):
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"--device {name}: MPS is not available here; use --device cpu")
     return device
+
+
+# The process-wide numerics flags a run sets (main.set_gpu_numerics): (owner module, attribute).
+NUMERICS_FLAGS = ((torch.backends.cudnn, "deterministic"), (torch.backends.cudnn, "benchmark"),
+                  (torch.backends.cudnn, "allow_tf32"), (torch.backends.cuda.matmul, "allow_tf32"))
+
+
+@contextmanager
+def numerics_flags_restored():
+    """The cuDNN and TF32 flags as they were before, once the block (or the decorated function) returns, so
+    that a run called in-process (the tests, scripts/seeds.py) leaves the caller's flags as they were."""
+    saved = [getattr(owner, name) for owner, name in NUMERICS_FLAGS]
+    try:
+        yield
+    finally:
+        for (owner, name), value in zip(NUMERICS_FLAGS, saved):
+            setattr(owner, name, value)
