@@ -1,7 +1,8 @@
 """Checkpoints: saving, loading (ours and the release's CAS_Only.pkl), and the settings they carry.
 
 Our checkpoints are dicts: "model" (state_dict), "class_names", "args" (every setting of the run), "step",
-"best_metrics"; last.pt adds what resuming needs ("optimizer", "torch_rng", "consistent", "best_mAP").
+"best_metrics", "environment" (what it was made with: utils/environment.py; recorded, never required); last.pt
+adds what resuming needs ("optimizer", "torch_rng", "consistent", "best_mAP").
 The release's CAS_Only.pkl is a bare state_dict: it carries no settings and no class names.
 
 One rule restores settings (``restore``): every setting in CARRIED is taken from the checkpoint unless

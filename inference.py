@@ -18,6 +18,7 @@ import checkpoint
 from dataset import SNIPPET_FRAMES, FeatureDataset, collate, load_features, load_joint_features, uniform_indices
 from eval import THUMOS_TIOU, evaluate_detection, load_ground_truth, scored_subset
 from eval.report import CURVES_FILE, RunInfo, save_curves, write_report
+from utils.environment import environment
 from utils.io import read_json, save_json, save_text
 from utils.plots import plot_video
 from utils.proposals import localize, select_classes
@@ -152,13 +153,14 @@ def result_file(results):
 @dataclass
 class Evaluation:
     """One evaluation: its metrics, its predictions (predictions.json), the ground truth they were scored on
-    (a gt.json dict and its subset) and every video's curves ({vid: (curves, seconds per sample)}), which
-    the results page shows."""
+    (a gt.json dict and its subset), every video's curves ({vid: (curves, seconds per sample)}), which
+    the results page shows, and the environment it ran in (utils/environment.py), which metrics.json records."""
     metrics: dict
     predictions: dict
     gt: dict
     subset: str
     curves: dict
+    environment: dict
 
 
 def evaluate(model, dataset, args, device):
@@ -183,7 +185,7 @@ def evaluation(model, dataset, args, device, curves=False):
     metrics = {"subset": subset, "tiou": list(args.tiou), "mAP": [float(m) for m in det["mAP"]],
                "average_mAP": float(det["average_mAP"]), **stats,
                "ap_per_class": {c: [float(a) for a in ap] for c, ap in det["ap_per_class"].items()}}
-    return Evaluation(metrics, predictions, gt, subset, shown[0] if shown else {})
+    return Evaluation(metrics, predictions, gt, subset, shown[0] if shown else {}, environment(device))
 
 
 def format_table(metrics):
@@ -224,9 +226,10 @@ def page_curves(curves):
 
 def write_results(out_dir, metrics, evaluated, settings):
     """An evaluation's files in ``out_dir``: predictions.json, metrics.json (``metrics``: the Evaluation
-    ``evaluated``'s, with what the caller adds), and its results page with the run's ``settings``."""
+    ``evaluated``'s, with what the caller adds, and its environment), and its results page with the run's
+    ``settings``."""
     save_json(evaluated.predictions, os.path.join(out_dir, "predictions.json"))
-    save_json(metrics, os.path.join(out_dir, "metrics.json"))
+    save_json(dict(metrics, environment=evaluated.environment), os.path.join(out_dir, "metrics.json"))
     write_page(out_dir, evaluated.predictions, RunInfo(settings=settings, curves=page_curves(evaluated.curves)),
                (evaluated.gt, evaluated.subset), metrics["tiou"])
 

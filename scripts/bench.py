@@ -50,6 +50,7 @@ from bench_train import (bench_eval, bench_test_pass, bench_train, conv_flops, c
                          ensure_data)
 from dataset import THUMOS14_CLASSES, FeatureDataset  # noqa: E402
 from utils.device import resolve_device  # noqa: E402
+from utils.environment import environment  # noqa: E402
 
 
 def print_rows(device, rows):
@@ -145,7 +146,7 @@ def main_bench(argv=None):
     if note:
         print(note)
     if opts.json:
-        print(json.dumps(dict({"device": str(device)}, **keys, **flow_keys)))
+        print(json.dumps(dict({"device": str(device)}, **keys, **flow_keys, environment=environment(device))))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Fixtures shared by the test modules, and scripts/ on sys.path: the tests import the scripts as
-modules by their names, as the scripts import each other."""
+modules by their names, as the scripts import each other. Every test runs under `guard_global_state`
+(global_state.py): one that leaves process-wide state behind fails."""
 import os
 import sys
 
@@ -7,6 +8,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
 
+from global_state import guard_global_state  # noqa: F401 (autouse fixture, registered by its import)
 from i3d_weights import write_rule_weights
 
 

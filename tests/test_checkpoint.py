@@ -14,6 +14,7 @@ import main
 import settings
 from dataset import make_synthetic_dataset
 from test_anet import ANET12_CLASSES, anet_layout
+from utils.environment import environment
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # a run whose carried settings all differ from the THUMOS14 defaults
@@ -83,8 +84,10 @@ def test_best_pt_holds_what_inference_needs_and_last_pt_what_resuming_needs(run)
     folder, best = run
     best_pt = torch.load(folder / "best.pt", weights_only=True)
     last_pt = torch.load(folder / "last.pt", weights_only=True)
-    assert set(best_pt) == {"model", "class_names", "args", "step", "best_metrics"}
+    assert set(best_pt) == {"model", "class_names", "args", "step", "best_metrics", "environment"}
     assert set(last_pt) == set(best_pt) | {"optimizer", "best_mAP", "consistent", "torch_rng"}
+    assert best_pt["environment"] == last_pt["environment"] == environment("cpu")
+    assert json.loads((folder / "metrics.json").read_text())["environment"] == environment("cpu")
     assert best_pt["best_metrics"]["average_mAP"] == best["average_mAP"]
     assert set(checkpoint.CARRIED) <= set(best_pt["args"]) and "explicit" not in best_pt["args"]
 
@@ -136,6 +139,23 @@ def test_resume_into_a_new_folder_names_only_a_best_pt_that_exists(data, run, tm
     assert len(named) == 1
     path = named[0].split(": ")[1].split(",")[0]
     assert os.path.isfile(path) and best["step"] <= 5
+
+
+def test_resume_in_another_environment_says_so_in_one_line_and_runs(data, run, tmp_path):
+    """A checkpoint made with another torch or ISA resumes (its settings still rule), with one line saying so."""
+    folder, _ = run
+    state = torch.load(folder / "last.pt", weights_only=True)
+    made = dict(state["environment"], torch="2.0.0", cpu=dict(state["environment"]["cpu"], isa="AVX2"))
+    if state["environment"]["cpu"]["isa"] == "AVX2":
+        made["cpu"]["isa"] = "AVX512"
+    torch.save(dict(state, environment=made), tmp_path / "last.pt")
+    main.main(["--resume", str(tmp_path / "last.pt"), "--max_steps", "5", "--detection_inf_step", "100",
+               "--output_dir", str(tmp_path), "--exp_name", "moved"])
+    notes = [line for line in (tmp_path / "moved" / "log.txt").read_text().splitlines() if "environment" in line]
+    isa = state["environment"]["cpu"]["isa"]
+    assert notes == [f"note: environment changed: torch {torch.__version__} (was 2.0.0), isa {isa} (was "
+                     f"{made['cpu']['isa']}); the resumed run's numbers may differ in the last bits"]
+    assert torch.load(tmp_path / "moved" / "last.pt", weights_only=True)["environment"] == environment("cpu")
 
 
 def test_a_run_does_not_overwrite_another_without_overwrite(data, tmp_path):

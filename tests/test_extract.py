@@ -20,6 +20,7 @@ from features.extract import Interrupted, Options, extract, list_videos, port_pa
 from features.progress import Progress, is_terminal
 from features.storage import Layout, partial_key, plan
 from utils.device import resolve_device
+from utils.environment import environment
 from features.i3d import load_i3d, sha256
 from features.video import Video, centre_crop, probe
 from videos import moving_frames, write_video, write_video_with_audio
@@ -73,7 +74,7 @@ def test_run_writes_the_layout_and_reports_the_failures(run1, rule_weights):
     assert (s["flow"]["method"], s["flow"]["clip"], s["flow"]["quantize"], s["flow"]["scale"]) == ("dis", 20, False, "256-px")
     assert s["rgb_weights"]["sha256"] == sha256(rule_weights[0])
     assert s["flow_weights"]["sha256"] == sha256(rule_weights[1])
-    assert set(s["packages"]) == {"torch", "av", "cv2", "numpy"}
+    assert s["packages"] == environment("cpu")                 # versions and the machine, as utils/environment.py
     assert sorted(info["videos"]) == ["a", "s"]
     a = info["videos"]["a"]
     assert (a["frames"], a["T"], a["source_fps"]) == (33, 2, 30.0) and a["duration"] == pytest.approx(40 / 30)
@@ -271,6 +272,8 @@ def test_partial_file_of_other_settings_or_source_is_ignored(tmp_path):
     assert np.array_equal(loaded[0], rgb) and np.array_equal(loaded[1], flow)
     for other in ({"fps": 30, "packages": {"torch": "1"}}, {"fps": 25, "packages": {"torch": "2"}}):
         assert layout.load_partial("v", partial_key(other, src, batching)) is None       # settings, packages
+    machine = {"fps": 25, "packages": {"torch": "1", "cpu": {"model": "another", "isa": "AVX2"}, "gpu": {"name": "x"}}}
+    assert layout.load_partial("v", partial_key(machine, src, batching)) is not None     # continued on another machine
     for other in ({"batch_size": 4, "device": "cpu"}, {"batch_size": 8, "device": "cuda"}):
         assert layout.load_partial("v", partial_key({"fps": 25, "packages": {"torch": "1"}}, src, other)) is None
     os.utime(src, ns=(0, 0))                                                       # the file changed

@@ -15,7 +15,7 @@ import inference
 import main
 from dataset import THUMOS14_CLASSES, FeatureDataset, make_synthetic_dataset
 from eval import THUMOS_TIOU, evaluate_files
-from utils.device import FP32_PRECISION_API, set_tf32, tf32_enabled, tf32_flags
+from utils.device import tf32_enabled
 from utils.proposals import localize, select_classes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -167,21 +167,26 @@ def test_gamma_is_the_inflation_only_and_class_weight_the_class_score_weight():
     assert not np.array_equal(reference(0.5, 0.2), reference(0.2, 0.2))
 
 
-def test_gpu_numerics_are_set_as_the_release_and_strict_fp32_turns_tf32_off(tmp_path):
+def test_gpu_numerics_are_set_as_the_release_and_strict_fp32_turns_tf32_off(tmp_path, monkeypatch):
+    """Set before anything is read (seen where the settings are first resolved), and the caller's flags are
+    back once main() returns (it also runs in-process)."""
+    seen = []
+
+    def resolve(args):
+        seen.append((torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, *tf32_enabled()))
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(main, "resolve", resolve)
     bad = ["--data_path", str(tmp_path / "absent"), "--output_dir", str(tmp_path), "--inference_only"]
-    saved = tf32_flags()
     try:
         for flags, tf32 in (([], True), (["--strict_fp32"], False), ([], True)):
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, True
-            with pytest.raises((FileNotFoundError, ValueError, SystemExit)):   # set before anything is read
+            with pytest.raises(ValueError, match="stop here"):
                 main.main(bad + flags)
-            assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
-            assert tf32_enabled() == (tf32, False)
-            if FP32_PRECISION_API:                       # the current API, read back as it was set
-                assert tf32_flags() == ("tf32" if tf32 else "ieee", "ieee")
+            assert seen.pop() == (True, False, tf32, False)
+            assert not torch.backends.cudnn.deterministic and torch.backends.cudnn.benchmark   # the caller's
     finally:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, False
-        set_tf32(*saved)
 
 
 def test_a_training_run_prints_no_warning(trained, tmp_path):

@@ -1,5 +1,7 @@
-"""The one rule that turns a --device name into a torch device, for training, inference and extraction."""
+"""The one rule that turns a --device name into a torch device, for training, inference and extraction, and
+the restoring of the process-wide numerics flags a run sets on it."""
 import os
+from contextlib import contextmanager
 
 import torch
 
@@ -55,3 +57,15 @@ def tf32_enabled():
     if not FP32_PRECISION_API:
         return conv, matmul
     return conv == "tf32", matmul == "tf32" or matmul == "none" and torch.backends.fp32_precision == "tf32"
+
+
+@contextmanager
+def numerics_flags_restored():
+    """The cuDNN and TF32 flags as they were before, once the block (or the decorated function) returns, so
+    that a run called in-process (the tests, scripts/seeds.py) leaves the caller's flags as they were."""
+    saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, tf32_flags()
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[:2]
+        set_tf32(*saved[2])
