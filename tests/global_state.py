@@ -21,6 +21,8 @@ import torch._dynamo.config
 import torch._functorch.config
 import torch._inductor.config
 
+from utils.device import FP32_PRECISION_API
+
 CONFIGS = {"inductor": torch._inductor.config, "dynamo": torch._dynamo.config,
            "functorch": torch._functorch.config}
 
@@ -40,8 +42,11 @@ def restore_config(module, state):
 
 
 # Flags under torch.backends, by their path below torch.
-FLAGS = ("backends.cudnn.deterministic", "backends.cudnn.benchmark", "backends.cudnn.allow_tf32",
-         "backends.cuda.matmul.allow_tf32", "backends.mkldnn.enabled")
+# TF32 by the API utils.device sets it with (the fp32_precision strings where torch has them: reading the legacy
+# booleans after they were set can fail).
+TF32 = (("backends.cudnn.conv.fp32_precision", "backends.cuda.matmul.fp32_precision") if FP32_PRECISION_API
+        else ("backends.cudnn.allow_tf32", "backends.cuda.matmul.allow_tf32"))
+FLAGS = ("backends.cudnn.deterministic", "backends.cudnn.benchmark", *TF32, "backends.mkldnn.enabled")
 
 
 def torch_flag(path):
@@ -50,9 +55,26 @@ def torch_flag(path):
     return (lambda: attrgetter(path)(torch)), (lambda value: setattr(attrgetter(owner)(torch), name, value))
 
 
+# What a process sets up once, on its first torch.compile, whichever test comes first: inductor's internal
+# variables and the folder of setuptools' vendored packages on sys.path. Not a test's leak.
+ONCE_PER_PROCESS_ENV = "_TORCHINDUCTOR_"
+ONCE_PER_PROCESS_PATH = os.path.join("setuptools", "_vendor")
+
+
 def environ():
-    """os.environ, less the variable pytest itself sets while a test runs."""
-    return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    """os.environ, less the variable pytest itself sets while a test runs and inductor's one-time ones."""
+    return {k: v for k, v in os.environ.items()
+            if k != "PYTEST_CURRENT_TEST" and not k.startswith(ONCE_PER_PROCESS_ENV)}
+
+
+def search_path():
+    """sys.path, less the entry the first compilation adds once per process."""
+    return [p for p in sys.path if not p.endswith(ONCE_PER_PROCESS_PATH)]
+
+
+def restore_search_path(saved):
+    once = [p for p in sys.path if p.endswith(ONCE_PER_PROCESS_PATH)]
+    sys.path[:] = saved + once
 
 
 def restore_environ(saved):
@@ -88,7 +110,7 @@ def states():
     table.update({
         "environment variables": (environ, restore_environ),
         "working directory": (os.getcwd, os.chdir),
-        "sys.path": (lambda: list(sys.path), lambda s: sys.path.__setitem__(slice(None), s)),
+        "sys.path": (search_path, restore_search_path),
         "numpy print options": (np.get_printoptions, lambda s: np.set_printoptions(**s)),
         "numpy error handling": (np.geterr, lambda s: np.seterr(**s)),
         "torch default dtype": (torch.get_default_dtype, torch.set_default_dtype),

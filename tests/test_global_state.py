@@ -62,7 +62,7 @@ LEAKS = {"test_env": "environment variables: AICL_LEAK", "test_cwd": "working di
 
 def test_a_test_that_leaves_global_state_behind_fails_and_the_next_sees_it_put_back(tmp_path):
     (tmp_path / "test_leaky.py").write_text(LEAKY)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([TESTS, os.path.dirname(TESTS), os.environ.get("PYTHONPATH", "")]))
     run = subprocess.run([sys.executable, "-m", "pytest", "-p", "global_state", "-p", "no:cacheprovider",
                           "-p", "no:randomly", "-q", "-rE", "test_leaky.py"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
