@@ -14,7 +14,7 @@ except ImportError:
 import pandas as pd
 from tqdm import tqdm
 
-from utils.io import save_text
+from utils.io import append_line, save_text
 from utils.plots import plot_series
 
 
@@ -74,8 +74,7 @@ def log_line(out_dir, line):
     """A line for the terminal (above the progress bar) and for OUTPUT_DIR/EXP_NAME/log.txt."""
     tqdm.write(line)
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "log.txt"), "a") as f:
-        f.write(line + "\n")
+    append_line(os.path.join(out_dir, "log.txt"), line)
 
 
 def log_evaluation(out_dir, history, step, metrics, window):
@@ -108,5 +107,4 @@ def log_warning(out_dir, line):
     """A warning: one line on stderr (above the progress bar) and in OUTPUT_DIR/EXP_NAME/log.txt."""
     tqdm.write(line, file=sys.stderr)
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "log.txt"), "a") as f:
-        f.write(line + "\n")
+    append_line(os.path.join(out_dir, "log.txt"), line)

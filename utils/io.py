@@ -1,9 +1,16 @@
 """Files in and out: atomic writing (a temporary file in the same folder, then os.replace, so a reader or a
 crash never sees half a file) and JSON reading whose errors name the file."""
+import errno
 import json
 import os
 import tempfile
 
+try:
+    import resource                                   # the file-size limit (POSIX: ulimit -f)
+except ImportError:
+    resource = None
+
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)     # a full disk, a full quota, over the file-size limit
 _UMASK = os.umask(0)
 os.umask(_UMASK)            # read once: files get the usual permissions, not mkstemp's 0600
 
@@ -11,8 +18,9 @@ os.umask(_UMASK)            # read once: files get the usual permissions, not mk
 def write_temp(path, write):
     """Call ``write(binary file)`` on a temporary file next to ``path`` and return the temporary file's
     path, complete and synced, for the caller to os.replace onto ``path`` (several files can so be
-    published together). On any failure the temporary file is removed. A folder that cannot be created is
-    an OSError naming it."""
+    published together). On any failure the temporary file is removed. A folder that cannot be created, a
+    full disk or quota and a file over the size limit are each an OSError naming ``path`` and the cause
+    (the writer's own error, from numpy or torch, often names neither)."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
@@ -25,16 +33,54 @@ def write_temp(path, write):
             write(f)
             f.flush()
             os.fsync(f.fileno())
-    except BaseException:
+    except BaseException as err:
+        cause = space_error(err, tmp, folder)
         os.unlink(tmp)
-        raise
+        if cause is None:
+            raise
+        raise no_room(path, cause) from None
     return tmp
+
+
+def no_room(path, code):
+    """The one-line OSError (errno ``code``) of a write to ``path`` that found no room."""
+    err = OSError(f"cannot write {os.fspath(path)}: {os.strerror(code).lower()} ({errno.errorcode[code]})")
+    err.errno = code
+    return err
+
+
+def space_error(err, tmp, folder):
+    """The errno (ENOSPC, EDQUOT, EFBIG) of a write of ``tmp`` that failed for want of room, else None:
+    the error's own errno, or, for a writer that reports only a short write (numpy) or a broken archive
+    (torch), a full file system or a file that reached the size limit."""
+    if isinstance(err, OSError) and err.errno in NO_ROOM:
+        return err.errno
+    if not isinstance(err, (OSError, RuntimeError)):
+        return None
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0] if resource is not None else -1
+    if limit not in (-1, getattr(resource, "RLIM_INFINITY", -1)) and os.path.getsize(tmp) >= limit:
+        return errno.EFBIG
+    if hasattr(os, "statvfs") and os.statvfs(folder).f_bavail == 0:
+        return errno.ENOSPC
+    return None
 
 
 def write_atomic(path, write):
     """Call ``write(binary file)`` on a temporary file next to ``path``, then rename it to ``path``; on any
     failure an existing ``path`` is left as it was."""
     os.replace(write_temp(path, write), path)
+
+
+def append_line(path, line):
+    """Append ``line`` and a newline to the text file at ``path`` (a log); a full disk or a file over the
+    size limit is an OSError naming the file."""
+    try:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+    except OSError as err:
+        if err.errno not in NO_ROOM:
+            raise
+        raise no_room(path, err.errno) from None
 
 
 def read_json(path):
