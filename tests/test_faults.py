@@ -11,7 +11,8 @@ import textwrap
 
 import pytest
 
-from utils.io import append_line, save_json, write_atomic
+import runs
+from utils.io import append_line, save_json, temp_owner, write_atomic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIMIT = 64 * 1024                                      # bytes: more than a log line, less than what is written
@@ -106,3 +107,36 @@ def test_other_write_errors_keep_their_traceback(tmp_path):
     assert os.listdir(tmp_path) == []
     append_line(tmp_path / "log.txt", "a")
     assert (tmp_path / "log.txt").read_text() == "a\n"
+
+
+def test_a_killed_runs_lock_and_temporary_files_are_taken_over_and_removed(tmp_path, capsys):
+    out = tmp_path / "run"
+    killed = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import os, signal, runs
+        from utils.io import write_temp
+        with runs.output_dir_lock({str(out)!r}):
+            write_temp({str(out / "last.pt")!r}, lambda f: f.write(b"half"))
+            os.kill(os.getpid(), signal.SIGKILL)""")], cwd=REPO, timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    left = sorted(os.listdir(out))
+    assert len(left) == 2 and left[1] == runs.LOCK_FILE and left[0].startswith(".last.pt.")
+    pid = runs.read_pid(out / runs.LOCK_FILE)
+    with runs.output_dir_lock(str(out)):
+        assert os.listdir(out) == [runs.LOCK_FILE] and runs.read_pid(out / runs.LOCK_FILE) == os.getpid()
+    err = capsys.readouterr().err
+    assert err == f"{out}: taking over the lock of a run that did not end (process {pid}, no longer running)\n"
+    assert os.listdir(out) == []                      # the lock file goes with the run that holds it
+
+
+def test_a_running_processes_temporary_file_is_left_alone(tmp_path):
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        theirs = tmp_path / f".x.json.{temp_owner(alive.pid)}.abc.tmp"
+        dead = tmp_path / f".y.json.{temp_owner(2 ** 22 + 1)}.abc.tmp"     # above Linux's largest pid
+        theirs.write_text("busy")
+        dead.write_text("left")
+        save_json({}, tmp_path / "z.json")
+        assert sorted(os.listdir(tmp_path)) == [theirs.name, "z.json"]
+    finally:
+        alive.kill()
+        alive.wait()

@@ -3,6 +3,8 @@ crash never sees half a file) and JSON reading whose errors name the file."""
 import errno
 import json
 import os
+import re
+import socket
 import tempfile
 
 try:
@@ -26,7 +28,9 @@ def write_temp(path, write):
         os.makedirs(folder, exist_ok=True)
     except OSError as err:
         raise OSError(f"cannot write {os.fspath(path)!r}: cannot create folder {folder!r} ({err.strerror})") from err
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    remove_stale_temps(folder)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.{temp_owner(os.getpid())}.",
+                               suffix=".tmp")
     os.fchmod(fd, 0o666 & ~_UMASK)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -40,6 +44,41 @@ def write_temp(path, write):
             raise
         raise no_room(path, cause) from None
     return tmp
+
+
+def temp_owner(pid):
+    """The part of a temporary file's name that says which process writes it: this host and ``pid``."""
+    return f"{re.sub(r'[^A-Za-z0-9-]', '_', socket.gethostname())}-{pid}"
+
+
+def remove_stale_temps(folder):
+    """Remove the temporary files in ``folder`` of processes of this host that are no longer running (killed
+    while writing: SIGKILL leaves no time to clean up); a running process's are left alone, whoever it is.
+    Returns the names removed."""
+    if os.name != "posix":                            # os.kill(pid, 0) tests a process only there
+        return []
+    owner = re.escape(temp_owner(0)[:-1])
+    removed = []
+    for entry in os.scandir(folder):
+        found = re.fullmatch(rf"\..+\.{owner}(\d+)\.[^.]+\.tmp", entry.name)
+        if found and not running(int(found.group(1))):
+            try:
+                os.remove(entry.path)
+                removed.append(entry.name)
+            except FileNotFoundError:                 # another process cleaned it first
+                pass
+    return removed
+
+
+def running(pid):
+    """Whether process ``pid`` of this host is running."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:                           # another user's
+        return True
+    return True
 
 
 def no_room(path, code):
