@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 import runs
@@ -140,3 +141,19 @@ def test_a_running_processes_temporary_file_is_left_alone(tmp_path):
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_training_killed_at_random_instants_loses_nothing_and_resumes_to_the_same_run(tmp_path):
+    import faults
+    row = faults.trial(faults.Train(str(tmp_path)), str(tmp_path), 2, np.random.default_rng(1))
+    assert row == {"command": "train", "kills": row["kills"], "lost files": 0, "stale locks": 0,
+                   "temporary files": 0, "mismatches": 0} and row["kills"] >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command, kills", [("train", 6), ("features", 4)])
+def test_commands_killed_many_times_lose_nothing_and_finish_as_uninterrupted(command, kills, tmp_path):
+    import faults
+    row = faults.trial(faults.CASES[command](str(tmp_path)), str(tmp_path), kills, np.random.default_rng(2))
+    assert row == {"command": command, "kills": row["kills"], "lost files": 0, "stale locks": 0,
+                   "temporary files": 0, "mismatches": 0} and row["kills"] >= kills // 2
