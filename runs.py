@@ -14,7 +14,7 @@ except ImportError:
 import pandas as pd
 from tqdm import tqdm
 
-from utils.io import save_text
+from utils.io import append_line, remove_stale_temps, save_text
 from utils.plots import plot_series
 
 
@@ -22,15 +22,20 @@ RUN_OUTPUTS = ("best.pt", "last.pt", "metrics.json", "last_metrics.json", "predi
                "consistent_segments.png", "logs", "plots", "report.html", "curves.npz")
 
 
+LOCK_FILE = ".lock"                                   # the process id of the run holding the folder
+
+
 @contextlib.contextmanager
 def output_dir_lock(out_dir):
     """Hold an exclusive lock on the run's folder while training in it, so that a second run started into
     it stops at once, before it removes or writes anything, even while the first has written nothing yet
-    (its step-0 evaluation). The lock goes with the process; a folder created here and left empty is
-    removed again."""
+    (its step-0 evaluation). The lock goes with the process, even one killed with SIGKILL; the lock file
+    (LOCK_FILE: its process id) such a run leaves is taken over, saying so, and its temporary files are
+    removed. A folder created here and left empty is removed again."""
     created = not os.path.isdir(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     fd = os.open(out_dir, os.O_RDONLY)
+    lock_file = os.path.join(out_dir, LOCK_FILE)
     try:
         if fcntl is not None:
             try:
@@ -38,11 +43,34 @@ def output_dir_lock(out_dir):
             except BlockingIOError:
                 raise ValueError(f"{out_dir}: another run is training in this folder; wait for it to end, or "
                                  f"choose another --exp_name / --output_dir") from None
+        take_over(lock_file)
+        remove_stale_temps(out_dir)
         yield
     finally:
         os.close(fd)
+        if os.path.isfile(lock_file) and read_pid(lock_file) == os.getpid():
+            os.remove(lock_file)
         if created and not os.listdir(out_dir):
             os.rmdir(out_dir)
+
+
+def read_pid(lock_file):
+    """The process id in a lock file (None: unreadable)."""
+    try:
+        with open(lock_file) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def take_over(lock_file):
+    """Write this process's id into the lock file; one left by a run that did not end (killed: its lock went
+    with it) is said so on stderr."""
+    if os.path.lexists(lock_file):
+        pid = read_pid(lock_file)
+        print(f"{os.path.dirname(lock_file)}: taking over the lock of a run that did not end "
+              f"(process {pid if pid is not None else '?'}, no longer running)", file=sys.stderr)
+    save_text(f"{os.getpid()}\n", lock_file)
 
 
 def claim_output_dir(out_dir, overwrite):
@@ -74,8 +102,7 @@ def log_line(out_dir, line):
     """A line for the terminal (above the progress bar) and for OUTPUT_DIR/EXP_NAME/log.txt."""
     tqdm.write(line)
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "log.txt"), "a") as f:
-        f.write(line + "\n")
+    append_line(os.path.join(out_dir, "log.txt"), line)
 
 
 def log_evaluation(out_dir, history, step, metrics, window):
@@ -108,5 +135,4 @@ def log_warning(out_dir, line):
     """A warning: one line on stderr (above the progress bar) and in OUTPUT_DIR/EXP_NAME/log.txt."""
     tqdm.write(line, file=sys.stderr)
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "log.txt"), "a") as f:
-        f.write(line + "\n")
+    append_line(os.path.join(out_dir, "log.txt"), line)

@@ -14,7 +14,7 @@ import zipfile
 
 import numpy as np
 
-from utils.io import read_json, save_json, write_atomic, write_temp
+from utils.io import read_json, remove_stale_temps, save_json, write_atomic, write_temp
 
 
 # The machine in the environment record ("packages": utils/environment.py): recorded, never compared, so that a
@@ -143,9 +143,11 @@ class Layout:
         return rgb, flow
 
     def drop_partial(self, vid):
-        """Remove `vid`'s partial file, and the partial folder once it is empty."""
+        """Remove `vid`'s partial file, and the partial folder once it holds nothing else (a killed run's
+        temporary files gone too)."""
         try:
             os.remove(self.partial(vid))
+            remove_stale_temps(os.path.dirname(self.partial(vid)))
             os.rmdir(os.path.dirname(self.partial(vid)))
         except OSError:                                  # no partial file, or other videos' still there
             pass

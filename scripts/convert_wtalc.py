@@ -14,8 +14,10 @@ left out of gt.json (not a class: the evaluator would ignore them too) and count
 temporary folder next to OUT and renamed at the end, so a failed run leaves nothing behind.
 """
 import argparse
+import importlib
 import json
 import os
+import pickle
 import shutil
 import tempfile
 
@@ -29,6 +31,40 @@ from utils.cli import run as run_cli  # noqa: E402
 FEATURES_SUFFIX = "-I3D-JOINTFeatures.npy"
 PER_VIDEO_FILES = ("videoname", "segments", "subset", "duration")
 LABEL_FILES = ("labels", "labels_all")            # per-instance labels: the first that exists
+# What an object array's pickle may name: numpy's array and scalar reconstructors and dtypes (Python 2's
+# "numpy.core" spelling too), and the bytes constructor of protocol-2 pickles. Strings, bytes, lists, tuples,
+# dicts and numbers need no name; anything else (os.system, builtins.open, ...) is refused unloaded.
+PICKLE_GLOBALS = {("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+                  ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+OLD_NUMPY = {"numpy.core.multiarray": "numpy._core.multiarray", "numpy.core.numeric": "numpy._core.numeric"}
+
+
+class ArrayUnpickler(pickle.Unpickler):
+    """An unpickler that builds only numpy arrays and plain values (PICKLE_GLOBALS): a crafted file runs nothing."""
+
+    def find_class(self, module, name):
+        module = OLD_NUMPY.get(module, module)
+        if (module, name) not in PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name} (only numpy arrays and plain values)")
+        return getattr(importlib.import_module(module), name)
+
+
+def read_npy(path):
+    """The array of a .npy file; an object array through ArrayUnpickler (np.load would run its pickle)."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = header(f)
+        if not dtype.hasobject:
+            f.seek(0)
+            return np.load(f, allow_pickle=False)
+        try:
+            arr = ArrayUnpickler(f, encoding="bytes").load()
+        except (EOFError, TypeError, AttributeError, IndexError, KeyError) as e:   # a damaged pickle stream
+            raise ValueError(f"damaged object array ({type(e).__name__}: {e})") from None
+    if not isinstance(arr, np.ndarray) or arr.shape != shape:
+        raise ValueError(f"holds {type(arr).__name__} instead of an array of shape {shape}")
+    return arr
 
 
 def find_features_file(src):
@@ -43,12 +79,12 @@ def find_features_file(src):
 
 
 def load_array(path):
-    """Load a .npy file (pickled objects allowed) as a sequence; a 0-d array is unwrapped."""
+    """Load a .npy file (object arrays through ArrayUnpickler) as a sequence; a 0-d array is unwrapped."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: file not found")
     try:
-        arr = np.load(path, allow_pickle=True, encoding="bytes")
-    except (ValueError, OSError) as e:
+        arr = read_npy(path)
+    except (ValueError, OSError, EOFError, pickle.UnpicklingError) as e:
         raise ValueError(f"{path}: not a readable .npy file ({e})") from None
     return arr.item() if arr.ndim == 0 else arr
 

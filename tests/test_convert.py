@@ -2,6 +2,7 @@
 and loaded with dataset.FeatureDataset; each input error stops with the file named and leaves no output."""
 import json
 import os
+import pickle
 import subprocess
 import sys
 import warnings
@@ -222,3 +223,43 @@ def test_empty_output_folder_accepted(src, tmp_path):
 def test_output_holding_source_refused(src):
     with pytest.raises(ValueError, match="would contain the source"):
         convert(str(src), str(src.parent), force=True)
+
+
+# --- hostile files run nothing --------------------------------------------------------------------------
+
+class Planted:
+    """An object whose unpickling would create the file ``path`` (a crafted W-TALC array would do worse)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+@pytest.mark.parametrize("name", ["labels", "segments", "features"])
+def test_a_crafted_object_array_is_refused_and_runs_nothing(name, tmp_path):
+    planted = tmp_path / "planted"
+    crafted = object_array(LABELS[:4] + [[Planted(str(planted))]])
+    kwargs = {"features": source_features()[:4] + [Planted(str(planted))]} if name == "features" else {name: crafted}
+    src = make_wtalc(tmp_path / "src", **kwargs)
+    assert not planted.exists()
+    proc = subprocess.run([sys.executable, "scripts/convert_wtalc.py", "--src", str(src), "--out",
+                           str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    file = FEATURES if name == "features" else f"{name}.npy"
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert file in proc.stderr and "refused to load io.open" in proc.stderr
+    assert not planted.exists() and sorted(os.listdir(tmp_path)) == ["src"]
+
+
+def test_numpy_scalars_bytes_and_old_numpy_names_still_load(tmp_path):
+    # as a Python 2 / NumPy 1 release wrote them: pickle protocol 2 (bytes via _codecs), "numpy.core"
+    src = make_wtalc(tmp_path / "src")
+    for name, arr in (("duration", object_array([np.float64(d) for d in DURATIONS])),
+                      ("videoname", object_array([v.encode() for v in VIDEOS]))):
+        with open(src / "Thumos14reduced-Annotations" / f"{name}.npy", "wb") as f:
+            np.lib.format.write_array_header_1_0(f, np.lib.format.header_data_from_array_1_0(arr))
+            f.write(pickle.dumps(arr, protocol=2).replace(b"numpy._core.", b"numpy.core."))
+    convert(str(src), str(tmp_path / "out"))
+    gt = json.loads((tmp_path / "out" / "gt.json").read_text())["database"]
+    assert [gt[v]["duration"] for v in VIDEOS] == DURATIONS

@@ -1,9 +1,18 @@
 """Files in and out: atomic writing (a temporary file in the same folder, then os.replace, so a reader or a
 crash never sees half a file) and JSON reading whose errors name the file."""
+import errno
 import json
 import os
+import re
+import socket
 import tempfile
 
+try:
+    import resource                                   # the file-size limit (POSIX: ulimit -f)
+except ImportError:
+    resource = None
+
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)     # a full disk, a full quota, over the file-size limit
 _UMASK = os.umask(0)
 os.umask(_UMASK)            # read once: files get the usual permissions, not mkstemp's 0600
 
@@ -11,30 +20,106 @@ os.umask(_UMASK)            # read once: files get the usual permissions, not mk
 def write_temp(path, write):
     """Call ``write(binary file)`` on a temporary file next to ``path`` and return the temporary file's
     path, complete and synced, for the caller to os.replace onto ``path`` (several files can so be
-    published together). On any failure the temporary file is removed. A folder that cannot be created is
-    an OSError naming it."""
+    published together). On any failure the temporary file is removed. A folder that cannot be created, a
+    full disk or quota and a file over the size limit are each an OSError naming ``path`` and the cause
+    (the writer's own error, from numpy or torch, often names neither)."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as err:
         raise OSError(f"cannot write {os.fspath(path)!r}: cannot create folder {folder!r} ({err.strerror})") from err
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    remove_stale_temps(folder)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.{temp_owner(os.getpid())}.",
+                               suffix=".tmp")
     os.fchmod(fd, 0o666 & ~_UMASK)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-    except BaseException:
+    except BaseException as err:
+        cause = space_error(err, tmp, folder)
         os.unlink(tmp)
-        raise
+        if cause is None:
+            raise
+        raise no_room(path, cause) from None
     return tmp
+
+
+def temp_owner(pid):
+    """The part of a temporary file's name that says which process writes it: this host and ``pid``."""
+    return f"{re.sub(r'[^A-Za-z0-9-]', '_', socket.gethostname())}-{pid}"
+
+
+def remove_stale_temps(folder):
+    """Remove the temporary files in ``folder`` of processes of this host that are no longer running (killed
+    while writing: SIGKILL leaves no time to clean up); a running process's are left alone, whoever it is.
+    Returns the names removed."""
+    if os.name != "posix":                            # os.kill(pid, 0) tests a process only there
+        return []
+    owner = re.escape(temp_owner(0)[:-1])
+    removed = []
+    for entry in os.scandir(folder):
+        found = re.fullmatch(rf"\..+\.{owner}(\d+)\.[^.]+\.tmp", entry.name)
+        if found and not running(int(found.group(1))):
+            try:
+                os.remove(entry.path)
+                removed.append(entry.name)
+            except FileNotFoundError:                 # another process cleaned it first
+                pass
+    return removed
+
+
+def running(pid):
+    """Whether process ``pid`` of this host is running."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:                           # another user's
+        return True
+    return True
+
+
+def no_room(path, code):
+    """The one-line OSError (errno ``code``) of a write to ``path`` that found no room."""
+    err = OSError(f"cannot write {os.fspath(path)}: {os.strerror(code).lower()} ({errno.errorcode[code]})")
+    err.errno = code
+    return err
+
+
+def space_error(err, tmp, folder):
+    """The errno (ENOSPC, EDQUOT, EFBIG) of a write of ``tmp`` that failed for want of room, else None:
+    the error's own errno, or, for a writer that reports only a short write (numpy) or a broken archive
+    (torch), a full file system or a file that reached the size limit."""
+    if isinstance(err, OSError) and err.errno in NO_ROOM:
+        return err.errno
+    if not isinstance(err, (OSError, RuntimeError)):
+        return None
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0] if resource is not None else -1
+    if limit not in (-1, getattr(resource, "RLIM_INFINITY", -1)) and os.path.getsize(tmp) >= limit:
+        return errno.EFBIG
+    if hasattr(os, "statvfs") and os.statvfs(folder).f_bavail == 0:
+        return errno.ENOSPC
+    return None
 
 
 def write_atomic(path, write):
     """Call ``write(binary file)`` on a temporary file next to ``path``, then rename it to ``path``; on any
     failure an existing ``path`` is left as it was."""
     os.replace(write_temp(path, write), path)
+
+
+def append_line(path, line):
+    """Append ``line`` and a newline to the text file at ``path`` (a log); a full disk or a file over the
+    size limit is an OSError naming the file."""
+    try:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+    except OSError as err:
+        if err.errno not in NO_ROOM:
+            raise
+        raise no_room(path, err.errno) from None
 
 
 def read_json(path):
