@@ -70,10 +70,11 @@ SIZES = {
     "full": dict(train_videos=60, test_videos=30, length=(80, 200), T=100, steps=100, eval_every=50,
                  i3d_cpu_batch=2, i3d_clips=4, i3d_batch=16, i3d_repeats=3, warmup=1,
                  flow_pairs=8, flow_hw=(256, 341), flow_crop=224, flow_batches=(8, 16, 32, 64, 128, 256),
-                 flow_budget_s=120),
+                 flow_blocks=(1, 10), flow_block_batch=64, flow_budget_s=120),
     "tiny": dict(train_videos=8, test_videos=4, length=(40, 60), T=40, steps=6, eval_every=3,
                  i3d_cpu_batch=1, i3d_clips=1, i3d_batch=1, i3d_repeats=1, warmup=0,
-                 flow_pairs=2, flow_hw=(64, 85), flow_crop=48, flow_batches=(2,), flow_budget_s=120),
+                 flow_pairs=2, flow_hw=(64, 85), flow_crop=48, flow_batches=(2,),
+                 flow_blocks=(1,), flow_block_batch=2, flow_budget_s=120),
 }
 # Tolerances (why, in short). Training: the model has no randomness of its own and starts from the same
 # CPU-built weights, so the first steps differ only by rounding: float32 summation order with --strict_fp32
@@ -288,11 +289,24 @@ def rate_rows(check, pairs, device, cfg, compiled, started):
                   rates[b])
         if rates[b] is None:                             # out of memory: larger batches will not fit either
             break
+    block_rows(check, pairs, device, cfg, compiled, started)
     eager = {}
     if compiled and time.time() - started <= cfg["flow_budget_s"]:
         eager = cuda_rates(*pairs, str(device), batches[-1:], False)
         check.row("tvl1", f"pairs/s {h}x{w}, batch {batches[-1]}, op by op", None, eager[batches[-1]])
     return {str(b): r for b, r in rates.items()}, {str(b): r for b, r in eager.items()}
+
+
+def block_rows(check, pairs, device, cfg, compiled, started):
+    """Pairs/s of the compiled port at one batch size per block (inner iterations per compiled call,
+    features.tvl1.BLOCK), while the part is within its time budget: the figures that settle the CUDA block."""
+    (h, w), b = cfg["flow_hw"], cfg["flow_block_batch"]
+    for k in cfg["flow_blocks"] if compiled else ():
+        what = f"pairs/s {h}x{w}, batch {b}, block {k}"
+        if time.time() - started > cfg["flow_budget_s"]:
+            check.verdict("tvl1", what, None, "not run: the part's time budget is spent")
+            continue
+        check.row("tvl1", what, None, cuda_rates(*pairs, str(device), (b,), compiled, block=k)[b])
 
 
 def tvl1_part(check, device, cfg, launcher=True):
