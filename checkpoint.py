@@ -17,7 +17,7 @@ import torch
 
 from dataset import THUMOS14_CLASSES
 from model import AICL, load_weights
-from utils.io import save_torch
+from utils.io import read_lines, save_torch
 
 MODEL_SETTINGS = ("embed_dim", "aware_fusion", "agnostic_fusion", "cas_weight", "topk_ratio", "mine_ratio")
 # Settings that change the model or its outputs: they travel with a checkpoint to inference, prediction and
@@ -52,7 +52,8 @@ def load(path):
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({e})") from None
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__   # torch's run over lines
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
     if not isinstance(state, dict):
         raise ValueError(f"{path}: not a state_dict or an AICL checkpoint")
     return state
@@ -103,8 +104,7 @@ def read_class_names(path):
     """One class name per line, each once."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: class-name file not found")
-    with open(path) as f:
-        names = [line.strip() for line in f if line.strip()]
+    names = read_lines(path)
     if not names or len(set(names)) != len(names):
         raise ValueError(f"{path}: expected distinct class names, one per line")
     return names

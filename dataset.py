@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from eval import IGNORED_LABELS   # THUMOS14's "Ambiguous": not a class, skipped (as its official evaluation does)
-from utils.io import read_json
+from utils.io import read_json, read_lines
 
 THUMOS14_CLASSES = [
     "BaseballPitch", "BasketballDunk", "Billiards", "CleanAndJerk", "CliffDiving", "CricketBowling",
@@ -66,8 +66,7 @@ def read_split(path):
     """Video ids, one per line (blank lines ignored)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: split file not found")
-    with open(path) as f:
-        return [line.strip() for line in f if line.strip()]
+    return read_lines(path)
 
 
 def load_class_names(data_path, dataset):
@@ -131,8 +130,14 @@ def read_feature_file(path, width, what="", mmap=False):
         raise FileNotFoundError(f"{path}: feature file not found{what}")
     try:
         arr = np.load(path, mmap_mode="r" if mmap else None)
-    except ValueError as e:
-        raise ValueError(f"{path}: not a readable .npy array ({e})") from None
+        with open(path, "rb") as f:                   # numpy reads as many bytes as the header says
+            version = np.lib.format.read_magic(f)
+            (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(f)
+            extra = os.path.getsize(path) - f.tell() - arr.nbytes
+    except (ValueError, EOFError) as e:
+        raise ValueError(f"{path}: not a readable .npy array ({e or 'empty file'})") from None
+    if extra:
+        raise ValueError(f"{path}: not a readable .npy array ({extra} bytes more than its header says)")
     return check_features(arr, width, path, values=not mmap)
 
 

@@ -136,7 +136,7 @@ class Layout:
                 if str(saved["key"]) != key:
                     return None
                 rgb, flow = saved["rgb"], saved["flow"]
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             return None
         if rgb.shape != flow.shape or rgb.ndim != 2:
             return None

@@ -24,7 +24,7 @@ import _repo  # noqa: F401  (the repository root on sys.path)
 
 ROOT = _repo.ROOT
 SKIPPED = ("log.txt", ".lock")                    # appended logs and the lock file: not results
-TRAIN = ["--max_steps", "12", "--detection_inf_step", "3", "--embed_dim", "16", "--num_segments", "32",
+TRAIN = ["--max_steps", "6", "--detection_inf_step", "2", "--embed_dim", "16", "--num_segments", "32",
          "--batch_size", "4", "--soft_nms", "--num_workers", "0", "--seed", "3"]
 
 

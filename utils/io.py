@@ -122,6 +122,16 @@ def append_line(path, line):
         raise no_room(path, err.errno) from None
 
 
+def read_lines(path):
+    """The stripped non-blank lines of the UTF-8 text file at ``path``; a file that is not UTF-8 text is a
+    ValueError naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line.strip() for line in f if line.strip()]
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{os.fspath(path)}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+
+
 def read_json(path):
     """The parsed JSON file at ``path``; FileNotFoundError or ValueError naming the file."""
     try:
