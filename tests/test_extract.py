@@ -378,7 +378,7 @@ def test_without_pyav_and_contrib_the_cli_helps_and_the_port_backend_records_its
                             text=True, timeout=120)
     assert helped.returncode == 0 and "--flow-backend" in helped.stdout, helped.stderr
     script = ("import sys; from features.extract import Options, make_settings, port_params; "
-              "print(make_settings(Options(*sys.argv[1:], flow='tvl1', flow_backend='torch'), 'torch')['flow']"
+              "print(make_settings(Options(*sys.argv[1:], flow='tvl1', flow_backend='torch'), 'torch', 'cpu')['flow']"
               "['params'] == port_params())")
     no_contrib = missing_modules.environment(tmp_path / "hide_contrib", hidden=("cv2.optflow",))
     made = subprocess.run([sys.executable, "-c", script, *rule_weights], cwd=REPO, env=no_contrib,
