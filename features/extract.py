@@ -173,13 +173,13 @@ class Extractor:
         self.options = options
         self.device = resolve_device(options.device)
         backend = flowlib.resolve_backend(options.flow_backend, options.flow, self.device, recorded, pairs)
-        if options.flow_backend == "auto" and options.flow == "tvl1" and not recorded:
-            print(f"note: --flow-backend auto: {flowlib.auto_reason(backend, self.device, pairs)}", file=sys.stderr)
         workers = os.cpu_count() if options.workers is None else options.workers
         self.executor = start_workers(workers) if backend == "opencv" else None
         try:
             self.rgb_model = load_i3d(options.rgb_weights, "rgb", self.device)
             self.flow_model = load_i3d(options.flow_weights, "flow", self.device)
+            if options.flow_backend == "auto" and options.flow == "tvl1" and not recorded:
+                print(f"note: --flow-backend auto: {flowlib.auto_reason(backend, self.device, pairs)}", file=sys.stderr)
             on_device = self._flow_on_device(backend)
             self.settings = make_settings(options, backend, self.device)
         except BaseException:
