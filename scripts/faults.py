@@ -38,9 +38,11 @@ def loads(path):
         elif ext == ".json":
             with open(path) as f:
                 json.load(f)
-        elif ext in (".npy", ".npz"):
+        elif ext == ".npy":
+            np.load(path, allow_pickle=False)
+        elif ext == ".npz":
             with np.load(path, allow_pickle=False) as data:
-                [data[k] for k in data] if ext == ".npz" else None
+                [data[k] for k in data]
         elif ext == ".csv":
             import pandas as pd
             pd.read_csv(path)
